@@ -1,0 +1,259 @@
+"""The diffusion actor: an RSL-RL model whose output distribution is a controlled diffusion chain."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+from tensordict import TensorDict
+
+from trudi.config import check_bool, check_choice, check_dims, check_float, check_int
+from trudi.observations import ObservationInput
+from trudi.sampler import (
+    PRE_TANH_LIMIT,
+    SCHEDULES,
+    ControlNetwork,
+    DiffusionProcess,
+    gaussian_log_prob,
+    noise_log_prob,
+    squash,
+    squash_log_det,
+)
+
+
+class DiffusionActor(nn.Module):
+    """A DIME-style diffusion policy with the RSL-RL model interface.
+
+    ``forward`` is deterministic by default: the probability-flow (ODE) sampler started at ``x_0 = 0``, so play,
+    export and distillation see a fixed policy. ``stochastic_output=True`` draws an SDE sample, as in training.
+    Observations are normalised inside the model by a running normaliser that the algorithm updates once per
+    iteration, after the update, so it is frozen while the update runs.
+    """
+
+    is_recurrent: bool = False
+    """Diffusion actors are feed-forward."""
+
+    def __init__(
+        self,
+        obs: TensorDict,
+        obs_groups: dict[str, list[str]],
+        obs_set: str,
+        output_dim: int,
+        hidden_dims: tuple[int, ...] | list[int] = (256, 256, 256),
+        activation: str = "gelu",
+        obs_normalization: bool = True,
+        num_denoising_steps: int = 8,
+        init_std: float = 2.5,
+        schedule: str = "cosine",
+        learn_friction: bool = True,
+        init_friction: float = 1.0,
+        learn_dt: bool = False,
+        per_step_dt: bool = False,
+        ode_control_scale: float = 1.0,
+        action_scale: float = 1.0,
+        time_frequencies: int = 32,
+        time_embedding_dim: int = 16,
+        distribution_cfg: dict | None = None,
+    ) -> None:
+        """Build the actor.
+
+        Args:
+            obs: Example observations (only shapes are read).
+            obs_groups: Mapping of observation sets to observation groups.
+            obs_set: The observation set this model reads (``"actor"``); also the prefix of error messages.
+            output_dim: Action dimension ``d``.
+            hidden_dims: Hidden widths of the control network (the SPEC's "4 layers x 256" is three hidden layers
+                plus the output layer).
+            activation: Activation of the control network; only ``"gelu"`` (the reference choice).
+            obs_normalization: Whether to normalise observations with running statistics.
+            num_denoising_steps: ``N``, the number of denoising steps.
+            init_std: ``sigma_0``, the standard deviation of the Gaussian prior.
+            schedule: Step-size schedule: ``"cosine"`` (default), ``"linear"`` or ``"constant"``.
+            learn_friction: Whether the per-dimension friction is learned.
+            init_friction: Initial friction.
+            learn_dt: Whether the step size is learned.
+            per_step_dt: Learn one step size per denoising step instead of one scalar (implies a learned table).
+            ode_control_scale: ``c``, the scale of the control in the deterministic (ODE) sampler.
+            action_scale: Factor applied to ``tanh(x_N)`` to produce the action sent to the environment.
+            time_frequencies: Number of Fourier frequencies of the step embedding.
+            time_embedding_dim: Output width of the step embedding.
+            distribution_cfg: Must be ``None``: the chain is the distribution. Accepted because Isaac Lab passes it.
+        """
+        super().__init__()
+        prefix = obs_set
+        if distribution_cfg is not None:
+            raise ValueError(
+                f"{prefix}.distribution_cfg={distribution_cfg!r} is invalid: must be None, the diffusion chain is the"
+                " action distribution of DiffusionActor."
+            )
+        hidden_dims = check_dims(f"{prefix}.hidden_dims", hidden_dims)
+        check_choice(f"{prefix}.activation", activation, ("gelu",))
+        check_bool(f"{prefix}.obs_normalization", obs_normalization)
+        check_int(f"{prefix}.num_denoising_steps", num_denoising_steps, minimum=1)
+        check_float(f"{prefix}.init_std", init_std, minimum=0.0, strict_minimum=True)
+        check_choice(f"{prefix}.schedule", schedule, SCHEDULES)
+        check_bool(f"{prefix}.learn_friction", learn_friction)
+        check_float(f"{prefix}.init_friction", init_friction, minimum=0.0, strict_minimum=True)
+        check_bool(f"{prefix}.learn_dt", learn_dt)
+        check_bool(f"{prefix}.per_step_dt", per_step_dt)
+        self.ode_control_scale = check_float(f"{prefix}.ode_control_scale", ode_control_scale)
+        self.action_scale = check_float(f"{prefix}.action_scale", action_scale, minimum=0.0, strict_minimum=True)
+        check_int(f"{prefix}.time_frequencies", time_frequencies, minimum=1)
+        check_int(f"{prefix}.time_embedding_dim", time_embedding_dim, minimum=1)
+
+        self.observations = ObservationInput(obs, obs_groups, obs_set, obs_normalization)
+        self.obs_dim = self.observations.dim
+        self.action_dim = output_dim
+        self.process = DiffusionProcess(
+            output_dim, num_denoising_steps, init_std, schedule, learn_friction, init_friction, learn_dt, per_step_dt
+        )
+        self.control_net = ControlNetwork(output_dim, self.obs_dim, hidden_dims, time_frequencies, time_embedding_dim)
+        self.register_buffer("_steps", torch.arange(num_denoising_steps, dtype=torch.float32), persistent=False)
+
+    # ------------------------------------------------------------------ RSL-RL model interface
+
+    def get_latent(self, obs: TensorDict) -> torch.Tensor:
+        """Concatenate this model's observation groups and normalise them (B, obs_dim)."""
+        return self.observations(obs)
+
+    def forward(
+        self,
+        obs: TensorDict,
+        masks: torch.Tensor | None = None,
+        hidden_state: None = None,
+        stochastic_output: bool = False,
+    ) -> torch.Tensor:
+        """Return environment actions: ODE from ``x_0 = 0`` by default, an SDE sample if ``stochastic_output``."""
+        state = self.get_latent(obs)
+        if stochastic_output:
+            x_final = self.sde_chain(state)[0]
+        else:
+            x_final = self.ode_chain(state, torch.zeros(state.shape[0], self.action_dim, device=state.device))
+        return self.action_scale * squash(x_final)
+
+    def reset(self, dones: torch.Tensor | None = None, hidden_state: None = None) -> None:
+        """No recurrent state to reset."""
+
+    def get_hidden_state(self) -> None:
+        """No recurrent state."""
+        return None
+
+    def detach_hidden_state(self, dones: torch.Tensor | None = None) -> None:
+        """No recurrent state."""
+
+    @property
+    def output_std(self) -> torch.Tensor:
+        """Per-dimension noise std ``sqrt(2 eta_n)`` averaged over the denoising steps (d,)."""
+        return torch.sqrt(2.0 * self.process.etas()).mean(0).detach()
+
+    def update_normalization(self, obs: TensorDict) -> None:
+        """Update the running observation statistics (no-op in eval mode or without normalisation)."""
+        self.observations.update(obs)
+
+    def as_jit(self) -> nn.Module:
+        """Return a TorchScript-compatible deterministic policy on concatenated raw observations."""
+        return ExportedDiffusionPolicy(self)
+
+    def as_onnx(self, verbose: bool = False) -> nn.Module:
+        """Return an ONNX-exportable deterministic policy on concatenated raw observations."""
+        return ExportedDiffusionPolicy(self)
+
+    # ------------------------------------------------------------------ the chains
+
+    def kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``eta`` (N, d) and the step embeddings (N, E) shared by every chain of one call."""
+        return self.process.etas(), self.control_net.time_embedding(self._steps)
+
+    def sde_chain(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample one reparameterised chain per row of normalised observations ``state`` (B, obs_dim).
+
+        Returns:
+            ``x_N`` (B, d); the pseudo log-likelihood ``l`` (B,), an upper bound on ``log pi(a|s)`` in expectation:
+            ``log N(x_0; 0, s0^2) + sum_n log p(x_{n+1}|x_n, s) - sum_n log q(x_n|x_{n+1}) - log|J_tanh|``; and its
+            running part ``l - log N(x_0; 0, s0^2)``, which the reference uses (and we default to) for the
+            temperature's entropy estimate ``H = -mean(running part)``.
+        """
+        process = self.process
+        etas, step_embeddings = self.kernels()
+        x = torch.randn(state.shape[0], self.action_dim, device=state.device) * process.init_std
+        prior_log_prob = process.prior_log_prob(x)
+        running = torch.zeros(state.shape[0], device=state.device)
+        for n in range(process.num_steps):
+            eta = etas[n]
+            var = 2.0 * eta
+            mean = process.mean(x, self.control_net(x, state, step_embeddings[n]), eta)
+            noise = torch.randn_like(x)
+            x_next = mean + torch.sqrt(var) * noise
+            # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
+            forward_log_prob = noise_log_prob(noise, var)
+            # The uncontrolled reference (backward) kernel q(x_n | x_{n+1}).
+            backward_log_prob = gaussian_log_prob(x, x_next - eta * x_next / process.init_std**2, var)
+            running = running + forward_log_prob - backward_log_prob
+            x = x_next
+        running = running - squash_log_det(x)
+        return x, prior_log_prob + running, running
+
+    def ode_chain(self, state: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Run the noise-free sampler ``x_{n+1} = x_n + eta_n (-x_n / s0^2 + c f(x_n, s, n))`` from ``x0``."""
+        etas, step_embeddings = self.kernels()
+        x = x0
+        for n in range(self.process.num_steps):
+            x = self.process.mean(x, self.control_net(x, state, step_embeddings[n]), etas[n], self.ode_control_scale)
+        return x
+
+
+class ExportedDiffusionPolicy(nn.Module):
+    """The deterministic (ODE, ``x_0 = 0``) policy, unrolled over a fixed ``N``, with the normaliser inside.
+
+    The step embeddings and step sizes are constants after training, so they are precomputed as buffers and the
+    exported graph holds only the control MLP, called ``N`` times. Scriptable by TorchScript and exportable to ONNX.
+    """
+
+    is_recurrent: bool = False
+
+    def __init__(self, actor: DiffusionActor) -> None:
+        super().__init__()
+        self.obs_normalizer = copy.deepcopy(actor.observations.normalizer)
+        self.mlp = copy.deepcopy(actor.control_net.mlp)
+        with torch.no_grad():
+            etas, step_embeddings = actor.kernels()
+        self.register_buffer("etas", etas.detach().clone())
+        self.register_buffer("step_embeddings", step_embeddings.detach().clone())
+        self.num_steps = actor.process.num_steps
+        self.action_dim = actor.action_dim
+        self.prior_precision = 1.0 / actor.process.init_std**2
+        self.control_scale = actor.ode_control_scale
+        self.control_clip = actor.control_net.output_clip
+        self.action_scale = actor.action_scale
+        self.pre_tanh_limit = PRE_TANH_LIMIT
+        self.input_size = actor.obs_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map concatenated raw observations (B, obs_dim) to actions (B, d)."""
+        state = self.obs_normalizer(x)
+        latent = torch.zeros(state.shape[0], self.action_dim, dtype=state.dtype, device=state.device)
+        for n in range(self.num_steps):
+            step = self.step_embeddings[n].unsqueeze(0).expand(state.shape[0], -1)
+            control = self.mlp(torch.cat([latent, state, step], dim=-1)).clamp(-self.control_clip, self.control_clip)
+            latent = latent + self.etas[n] * (-latent * self.prior_precision + self.control_scale * control)
+        return self.action_scale * torch.tanh(latent.clamp(-self.pre_tanh_limit, self.pre_tanh_limit))
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """No recurrent state to reset."""
+
+    def get_dummy_inputs(self) -> tuple[torch.Tensor]:
+        """Example input for ONNX tracing."""
+        return (torch.zeros(1, self.input_size),)
+
+    @property
+    def input_names(self) -> list[str]:
+        """ONNX input names."""
+        return ["obs"]
+
+    @property
+    def output_names(self) -> list[str]:
+        """ONNX output names."""
+        return ["actions"]
+

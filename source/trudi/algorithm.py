@@ -1,0 +1,503 @@
+"""TruDi: trust-region diffusion policies, as an RSL-RL algorithm beside PPO in the stock ``OnPolicyRunner``."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from rsl_rl.env import VecEnv
+from rsl_rl.utils import resolve_callable, resolve_obs_groups
+from tensordict import TensorDict
+
+from trudi.actor import DiffusionActor
+from trudi.config import ConfigError, check_bool, check_choice, check_float, check_int, check_known_keys
+from trudi.critic import QCritic
+from trudi.sampler import squash
+from trudi.storage import TruDiStorage
+from trudi.trust_region import KL_MODES, TRUST_REGION_MODES, LagrangeDuals, actor_objective, trajectory_kl
+
+DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
+"""Critic class used when a config names only the algorithm and the actor."""
+
+
+class TruDi:
+    """Trust-region diffusion policy optimisation (SPEC sections 2-4).
+
+    Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
+    the bootstrap value) -> lambda-returns on Q -> ``num_learning_epochs x num_mini_batches`` of {critic step; actor
+    step with the per-state trust-region gate; dual steps} -> update the observation normalisers -> sync the old actor.
+    """
+
+    actor: DiffusionActor
+    """The diffusion policy being trained."""
+    old_actor: DiffusionActor
+    """Frozen copy of the policy that collected the current rollout; the trust region is measured against it."""
+    critic: QCritic
+    """The distributional Q critic."""
+    duals: LagrangeDuals
+    """Entropy temperature and KL multiplier."""
+    storage: TruDiStorage
+    """Rollout buffers."""
+
+    def __init__(
+        self,
+        actor: DiffusionActor,
+        critic: QCritic,
+        storage: TruDiStorage,
+        num_learning_epochs: int = 4,
+        num_mini_batches: int = 8,
+        learning_rate: float = 3e-4,
+        max_grad_norm: float = 0.5,
+        gamma: float = 0.99,
+        lam: float = 0.95,
+        trust_region: str = "gate",
+        kl_bound: float = 0.1,
+        kl_samples: int = 4,
+        kl_mode: str = "full",
+        init_entropy_coef: float = 0.01,
+        learn_entropy_coef: bool = True,
+        entropy_target_mult: float = 4.0,
+        init_kl_multiplier: float = 0.01,
+        learn_kl_multiplier: bool = True,
+        aux_loss_coef: float = 1.0,
+        auto_support_margin: float = 2.0,
+        clipped_target_warning: float = 0.05,
+        device: str = "cpu",
+        multi_gpu_cfg: dict | None = None,
+        rnd_cfg: dict | None = None,
+        grad_reduce_bucket_mb: float = 25.0,
+    ) -> None:
+        """Create the algorithm.
+
+        Args:
+            actor: The diffusion actor.
+            critic: The Q critic.
+            storage: Rollout storage sized for ``num_envs x num_steps_per_env``.
+            num_learning_epochs: Passes over each rollout.
+            num_mini_batches: Mini-batches per epoch.
+            learning_rate: Adam learning rate of actor, critic and duals.
+            max_grad_norm: Gradient-norm clip, applied separately to actor and critic.
+            gamma: Discount factor.
+            lam: Lambda of the lambda-returns.
+            trust_region: ``"gate"`` (TruDi), ``"penalty"`` (objective + lambda * KL everywhere) or ``"none"``.
+            kl_bound: ``epsilon``, the per-state bound on the trajectory KL.
+            kl_samples: ``K``, old-policy chains per state for the KL estimate.
+            kl_mode: ``"full"`` closed-form Gaussian KL per step, or ``"mean"`` (mean term only).
+            init_entropy_coef: Initial entropy temperature ``alpha``.
+            learn_entropy_coef: Whether ``alpha`` is adapted towards the entropy target.
+            entropy_target_mult: ``c_H``; the target entropy is ``-c_H * action_dim``.
+            init_kl_multiplier: Initial KL multiplier ``lambda``.
+            learn_kl_multiplier: Whether ``lambda`` is adapted by dual ascent.
+            aux_loss_coef: Weight of the critic's self-predictive loss.
+            auto_support_margin: With an ``"auto"`` critic support, the factor applied to the warm-up's
+                return bounds (see :meth:`compute_returns`).
+            clipped_target_warning: Warn when more than this fraction of return targets falls outside the support.
+            device: Torch device.
+            multi_gpu_cfg: Set by the runner under ``torchrun``: ranks and world size.
+            rnd_cfg: Must be ``None`` (random network distillation is not supported); present because RSL-RL reads it.
+            grad_reduce_bucket_mb: Bucket size of the multi-GPU gradient all-reduce.
+        """
+        self.num_learning_epochs = check_int("algorithm.num_learning_epochs", num_learning_epochs, minimum=1)
+        self.num_mini_batches = check_int("algorithm.num_mini_batches", num_mini_batches, minimum=1)
+        self._learning_rate = check_float("algorithm.learning_rate", learning_rate, minimum=0.0, strict_minimum=True)
+        self.max_grad_norm = check_float("algorithm.max_grad_norm", max_grad_norm, minimum=0.0, strict_minimum=True)
+        self.gamma = check_float("algorithm.gamma", gamma, minimum=0.0, maximum=1.0)
+        self.lam = check_float("algorithm.lam", lam, minimum=0.0, maximum=1.0)
+        self.trust_region = check_choice("algorithm.trust_region", trust_region, TRUST_REGION_MODES)
+        self.kl_bound = check_float("algorithm.kl_bound", kl_bound, minimum=0.0, strict_minimum=True)
+        self.kl_samples = check_int("algorithm.kl_samples", kl_samples, minimum=1)
+        self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
+        check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
+        check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
+        self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
+        check_float("algorithm.init_kl_multiplier", init_kl_multiplier, minimum=0.0, strict_minimum=True)
+        check_bool("algorithm.learn_kl_multiplier", learn_kl_multiplier)
+        self.aux_loss_coef = check_float("algorithm.aux_loss_coef", aux_loss_coef, minimum=0.0)
+        self.auto_support_margin = check_float(
+            "algorithm.auto_support_margin", auto_support_margin, minimum=1.0, strict_minimum=False
+        )
+        self.clipped_target_warning = check_float(
+            "algorithm.clipped_target_warning", clipped_target_warning, minimum=0.0, maximum=1.0
+        )
+        if rnd_cfg is not None:
+            raise ConfigError(f"algorithm.rnd_cfg={rnd_cfg!r} is invalid: TruDi does not support RND; use None.")
+        batch_size = storage.num_envs * storage.num_steps
+        if self.num_mini_batches > batch_size:
+            raise ConfigError(
+                f"algorithm.num_mini_batches={num_mini_batches} is invalid: must be <= num_envs * num_steps_per_env"
+                f" = {batch_size}."
+            )
+
+        self.device = device
+        self.actor = actor
+        self.critic = critic
+        self.storage = storage
+        self.old_actor = copy.deepcopy(actor).requires_grad_(False)
+        self.duals = LagrangeDuals(init_entropy_coef, init_kl_multiplier, learn_entropy_coef, learn_kl_multiplier).to(
+            device
+        )
+        self.target_entropy = -self.entropy_target_mult * actor.action_dim
+        # One Adam over three groups: each step only touches the parameters that received gradients.
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(actor.parameters()), "name": "actor"},
+                {"params": list(critic.parameters()), "name": "critic"},
+                {"params": list(self.duals.parameters()), "name": "duals"},
+            ],
+            lr=self._learning_rate,
+        )
+        self.is_multi_gpu = multi_gpu_cfg is not None
+        self.gpu_world_size = multi_gpu_cfg["world_size"] if multi_gpu_cfg else 1
+        self.grad_reduce_bucket_mb = grad_reduce_bucket_mb
+        self.rnd = None
+        self.intrinsic_rewards = None
+        # Per-step state between act() and process_env_step().
+        self._last_obs: TensorDict | None = None
+        self._last_actions: torch.Tensor | None = None
+        self._last_log_likelihood: torch.Tensor | None = None
+        # Device-side flags so the rollout loop never waits on the host; checked once per iteration.
+        self._nonfinite: dict[str, torch.Tensor] = {}
+        self._warned_clipping = False
+
+    # ------------------------------------------------------------------ factory
+
+    @staticmethod
+    def construct_algorithm(obs: TensorDict, env: VecEnv, cfg: dict, device: str) -> TruDi:
+        """Build actor, critic, storage and algorithm from an RSL-RL train config dict.
+
+        Sub-configs are deep-copied (rsl-rl 5.4.2's PPO pops ``class_name`` in place; we never mutate the caller's
+        dict apart from the keys the runner itself needs: ``algorithm.rnd_cfg`` and the resolved ``obs_groups``).
+        """
+        # rsl-rl 5.4.2's runner and logger index cfg["algorithm"]["rnd_cfg"] directly.
+        cfg["algorithm"].setdefault("rnd_cfg", None)
+        alg_cfg = copy.deepcopy(cfg["algorithm"])
+        actor_cfg = copy.deepcopy(cfg.get("actor") or {})
+        critic_cfg = copy.deepcopy(cfg.get("critic") or {"class_name": DEFAULT_CRITIC})
+        alg_class = resolve_callable(alg_cfg.pop("class_name"))
+        if "class_name" not in actor_cfg:
+            raise ConfigError("actor.class_name is missing: set it to 'trudi.rsl_rl:DiffusionActor'.")
+        actor_class = resolve_callable(actor_cfg.pop("class_name"))
+        critic_class = resolve_callable(critic_cfg.pop("class_name", DEFAULT_CRITIC))
+        check_known_keys("algorithm", alg_cfg, alg_class, skip=("actor", "critic", "storage", "device", "multi_gpu_cfg"))
+        check_known_keys("actor", actor_cfg, actor_class, skip=("obs", "obs_groups", "obs_set", "output_dim"))
+        check_known_keys("critic", critic_cfg, critic_class, skip=("obs", "obs_groups", "obs_set", "action_dim"))
+        num_steps = check_int("num_steps_per_env", cfg.get("num_steps_per_env"), minimum=1)
+
+        cfg["obs_groups"] = resolve_obs_groups(obs, cfg.get("obs_groups") or {}, ["actor", "critic"])
+        actor = actor_class(obs, cfg["obs_groups"], "actor", env.num_actions, **actor_cfg).to(device)
+        critic = critic_class(obs, cfg["obs_groups"], "critic", env.num_actions, **critic_cfg).to(device)
+        storage = TruDiStorage(env.num_envs, num_steps, obs, env.num_actions, critic.embedding_dim, device)
+        return alg_class(actor, critic, storage, device=device, multi_gpu_cfg=cfg.get("multi_gpu"), **alg_cfg)
+
+    # ------------------------------------------------------------------ rollout
+
+    def act(self, obs: TensorDict) -> torch.Tensor:
+        """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``."""
+        x_final, log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(obs))
+        # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
+        self._last_obs = obs.clone()
+        self._last_actions = squash(x_final)
+        self._last_log_likelihood = log_likelihood
+        return self.actor.action_scale * self._last_actions
+
+    def process_env_step(
+        self, obs: TensorDict, rewards: torch.Tensor, dones: torch.Tensor, extras: dict[str, torch.Tensor]
+    ) -> None:
+        """Store one transition with its soft reward and bootstrap value.
+
+        A second SDE chain samples ``a' ~ pi(.|s')`` at the next observation: ``V' = Q(s', a')`` and the soft reward
+        ``r~ = r - gamma * alpha * l(a'|s')`` (the entropy bonus is dropped after a termination, as in the JAX
+        reference, since no next state exists).
+
+        Time-outs: RSL-RL environments reset inside ``step`` and return no final observation, so on a time-out
+        ``obs`` is already the first observation of the next episode. Those steps are stored as truncated and
+        bootstrap from the last real state instead: ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that
+        produced ``a_t`` (the same one-step-early approximation as PPO's ``r + gamma * V(s_t)`` time-out bootstrap);
+        the self-predictive loss is masked on them.
+        """
+        rewards = rewards.view(-1).float()
+        dones = dones.view(-1).bool()
+        time_outs = extras.get("time_outs")
+        time_outs = (
+            torch.zeros_like(dones) if time_outs is None else time_outs.to(self.device).view(-1).bool() & dones
+        )
+        terminations = dones & ~time_outs
+        self._flag_nonfinite(obs, rewards)
+
+        x_next, next_log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(obs))
+        next_embeddings = self.critic.embed(obs, squash(x_next))
+        next_values = self.critic.value(self.critic.logits(next_embeddings))
+        last_values = self.critic(self._last_obs, self._last_actions)
+        next_values = torch.where(time_outs, last_values, next_values)
+        next_log_likelihood = torch.where(time_outs, self._last_log_likelihood, next_log_likelihood)
+        entropy_bonus = -self.gamma * self.duals.entropy_coef * next_log_likelihood * (~terminations).float()
+        self.storage.add(
+            self._last_obs,
+            self._last_actions,
+            rewards,
+            rewards + entropy_bonus,
+            terminations,
+            time_outs,
+            next_values,
+            next_embeddings,
+        )
+
+    def compute_returns(self, obs: TensorDict) -> None:
+        """Compute the lambda-returns of the rollout; on the first call with an ``auto`` support, set it first.
+
+        Auto support rule: with ``h = 1 / (1 - gamma)`` and ``r_lo, r_hi`` the smallest and largest soft reward of
+        the warm-up rollout, ``[value_min, value_max] = margin * h * [min(r_lo, 0), max(r_hi, 0)]``: the range of
+        discounted returns of a reward held at either extreme forever, widened by ``auto_support_margin`` (2) because
+        rewards grow as the policy improves. The clipped-target fraction is logged every update to catch the rest.
+        """
+        self._raise_if_nonfinite("rollout")
+        if bool(self.critic.support_pending):
+            self._set_auto_support()
+        self.storage.compute_returns(self.gamma, self.lam)
+
+    # ------------------------------------------------------------------ update
+
+    def update(self) -> dict[str, float]:
+        """Train critic, actor and duals on the stored rollout; returns the SPEC section 5 diagnostics."""
+        stats: dict[str, torch.Tensor] = {}
+        num_updates = 0
+        for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
+            batch_stats = self._critic_step(batch) | self._actor_step(batch)
+            for key, value in batch_stats.items():
+                stats[key] = stats.get(key, 0.0) + value.detach()
+            num_updates += 1
+
+        # Normalisers change only here, after the update, so rollout and update saw the same statistics.
+        observations = self.storage.observations.flatten(0, 1)
+        self.actor.update_normalization(observations)
+        self.critic.update_normalization(observations)
+        self.old_actor.load_state_dict(self.actor.state_dict())
+        self.storage.clear()
+
+        loss_dict = {key: float(value / num_updates) for key, value in stats.items()}
+        self._raise_if_nonfinite("update", loss_dict)
+        loss_dict |= self._state_diagnostics()
+        if loss_dict["clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
+            self._warned_clipping = True
+            low, high = self.critic.value_range.tolist()
+            warnings.warn(
+                f"TruDi: {loss_dict['clipped_target_fraction']:.1%} of the critic's return targets fall outside its"
+                f" support [{low:g}, {high:g}]; widen critic.value_min/value_max or use 'auto'.",
+                stacklevel=2,
+            )
+        return loss_dict
+
+    def _critic_step(self, batch) -> dict[str, torch.Tensor]:
+        """Cross-entropy to HL-Gauss targets of the lambda-returns plus the self-predictive loss."""
+        embedding = self.critic.embed(batch.observations, batch.actions)
+        logits = self.critic.logits(embedding)
+        value_loss = -(self.critic.target_probs(batch.returns) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        # The stored next embedding of a time-out belongs to the next episode's first state: mask it out.
+        keep = (~batch.truncations).float()
+        prediction_error = (self.critic.predict_next_embedding(embedding) - batch.next_embeddings).pow(2).mean(-1)
+        aux_loss = (prediction_error * keep).sum() / keep.sum().clamp(min=1.0)
+        self._apply_gradients(value_loss + self.aux_loss_coef * aux_loss, self.critic.parameters())
+        low, high = self.critic.value_range
+        clipped = ((batch.returns < low) | (batch.returns > high)).float().mean()
+        return {
+            "critic": value_loss,
+            "critic_aux": aux_loss,
+            "q_mean": self.critic.value(logits).mean(),
+            "return_mean": batch.returns.mean(),
+            "clipped_target_fraction": clipped,
+        }
+
+    def _actor_step(self, batch) -> dict[str, torch.Tensor]:
+        """Gated max-entropy pathwise step inside the trajectory-KL trust region, then the dual steps."""
+        state = self.actor.get_latent(batch.observations)
+        x_final, log_likelihood, running = self.actor.sde_chain(state)
+        with _frozen(self.critic):
+            q_value = self.critic(batch.observations, squash(x_final))
+        kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
+        actor_loss = actor_objective(
+            self.trust_region,
+            kl,
+            log_likelihood,
+            q_value,
+            self.duals.entropy_coef,
+            self.duals.kl_multiplier,
+            self.kl_bound,
+        ).mean()
+        entropy = -running.mean()
+        dual_loss = self.duals.entropy_loss(entropy, self.target_entropy)
+        if self.trust_region != "none":
+            dual_loss = dual_loss + self.duals.kl_loss(kl.mean(), self.kl_bound)
+        self._apply_gradients(actor_loss + dual_loss, self.actor.parameters())
+        stats = {
+            "actor": actor_loss,
+            "kl_mean": kl.mean(),
+            "kl_max": kl.max(),
+            "kl_over_bound_fraction": (kl >= self.kl_bound).float().mean(),
+            "entropy": entropy,
+        }
+        stats |= {f"kl_step_{n}": value for n, value in enumerate(kl_per_step)}
+        return stats
+
+    def _apply_gradients(self, loss: torch.Tensor, clipped_params: Iterable[nn.Parameter]) -> None:
+        """Backward, average across ranks, clip the given parameters' gradient norm and step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.is_multi_gpu:
+            self.reduce_parameters()
+        nn.utils.clip_grad_norm_(list(clipped_params), self.max_grad_norm)
+        self.optimizer.step()
+
+    def _state_diagnostics(self) -> dict[str, float]:
+        """Duals, friction and step sizes after the update."""
+        friction = self.actor.process.friction.detach()
+        step_sizes = self.actor.process.step_sizes.detach()
+        return {
+            "entropy_coef": self.duals.entropy_coef.item(),
+            "kl_multiplier": self.duals.kl_multiplier.item(),
+            "friction_mean": float(friction.mean()),
+            "friction_min": float(friction.min()),
+            "friction_max": float(friction.max()),
+            "dt_mean": float(step_sizes.mean()),
+            "dt_total": float(step_sizes.sum()),
+            "value_min": float(self.critic.value_range[0]),
+            "value_max": float(self.critic.value_range[1]),
+        }
+
+    # ------------------------------------------------------------------ runner interface
+
+    @property
+    def learning_rate(self) -> float:
+        """The Adam learning rate (constant)."""
+        return self._learning_rate
+
+    def get_policy(self) -> DiffusionActor:
+        """The policy model (deterministic ODE sampler by default)."""
+        return self.actor
+
+    def train_mode(self) -> None:
+        """Put the trained models in training mode."""
+        self.actor.train()
+        self.critic.train()
+
+    def eval_mode(self) -> None:
+        """Put the trained models in evaluation mode (the normalisers stop updating)."""
+        self.actor.eval()
+        self.critic.eval()
+
+    def save(self) -> dict:
+        """Everything needed to resume: models (with their normalisers), optimizer, old actor, duals, RNG state."""
+        rng_state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng_state["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "actor_state_dict": self.actor.state_dict(),
+            "critic_state_dict": self.critic.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "old_actor_state_dict": self.old_actor.state_dict(),
+            "duals_state_dict": self.duals.state_dict(),
+            "rng_state": rng_state,
+        }
+
+    def load(self, loaded_dict: dict, load_cfg: dict | None, strict: bool) -> bool:
+        """Restore what ``load_cfg`` selects (all by default).
+
+        ``load_cfg`` keys: ``actor``, ``critic``, ``optimizer``, ``iteration`` (as PPO) and TruDi's ``old_actor``,
+        ``duals``, ``rng``. A checkpoint without an old actor (e.g. written by an earlier tool) syncs it to the actor.
+        Returns whether the runner should restore the iteration counter.
+        """
+        if load_cfg is None:
+            load_cfg = {key: True for key in ("actor", "critic", "optimizer", "iteration", "old_actor", "duals", "rng")}
+        if load_cfg.get("actor"):
+            self.actor.load_state_dict(loaded_dict["actor_state_dict"], strict=strict)
+        if load_cfg.get("critic"):
+            self.critic.load_state_dict(loaded_dict["critic_state_dict"], strict=strict)
+        if load_cfg.get("optimizer"):
+            self.optimizer.load_state_dict(loaded_dict["optimizer_state_dict"])
+        if load_cfg.get("old_actor") and "old_actor_state_dict" in loaded_dict:
+            self.old_actor.load_state_dict(loaded_dict["old_actor_state_dict"], strict=strict)
+        elif load_cfg.get("actor"):
+            self.old_actor.load_state_dict(self.actor.state_dict())
+        if load_cfg.get("duals") and "duals_state_dict" in loaded_dict:
+            self.duals.load_state_dict(loaded_dict["duals_state_dict"], strict=strict)
+        if load_cfg.get("rng") and "rng_state" in loaded_dict:
+            torch.set_rng_state(loaded_dict["rng_state"]["torch"].cpu())
+            if "cuda" in loaded_dict["rng_state"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(loaded_dict["rng_state"]["cuda"])
+        return bool(load_cfg.get("iteration"))
+
+    def broadcast_parameters(self) -> None:
+        """Copy rank 0's models, old actor and duals to every rank."""
+        for module in (self.actor, self.critic, self.old_actor, self.duals):
+            for tensor in module.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+
+    def reduce_parameters(self) -> None:
+        """Average gradients across ranks; the duals' too, so every rank takes the same trust-region decision."""
+        from rsl_rl.utils import reduce_gradients_in_buckets
+
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        reduce_gradients_in_buckets(params, self.gpu_world_size, self.grad_reduce_bucket_mb)
+
+    # ------------------------------------------------------------------ internals
+
+    def _set_auto_support(self) -> None:
+        """Set the critic support from the warm-up rollout (rule in :meth:`compute_returns`)."""
+        soft_rewards = self.storage.soft_rewards[: self.storage.step]
+        bounds = torch.stack([-soft_rewards.min(), soft_rewards.max()])
+        if self.is_multi_gpu:
+            torch.distributed.all_reduce(bounds, op=torch.distributed.ReduceOp.MAX)
+        reward_low, reward_high = -float(bounds[0]), float(bounds[1])
+        scale = self.auto_support_margin / (1.0 - self.gamma) if self.gamma < 1.0 else self.auto_support_margin
+        value_min, value_max = scale * min(reward_low, 0.0), scale * max(reward_high, 0.0)
+        if value_max - value_min < 1e-6:
+            value_min, value_max = -1.0, 1.0
+        old_low, old_high = self.critic.value_range.tolist()
+        self.critic.set_support(value_min, value_max)
+        # Q is linear in the support, so values computed during the warm-up map exactly onto the new support.
+        self.storage.next_values.sub_(old_low).mul_((value_max - value_min) / (old_high - old_low)).add_(value_min)
+        print(
+            f"[TruDi] critic support set to [{value_min:.3g}, {value_max:.3g}] from warm-up soft rewards in"
+            f" [{reward_low:.3g}, {reward_high:.3g}]"
+        )
+
+    def _flag_nonfinite(self, obs: TensorDict, rewards: torch.Tensor) -> None:
+        """Accumulate on the device whether any observation group or reward was non-finite."""
+        for name, tensor in [*((f"observation group '{k}'", v) for k, v in obs.items()), ("reward", rewards)]:
+            bad = ~torch.isfinite(tensor).all()
+            self._nonfinite[name] = bad if name not in self._nonfinite else self._nonfinite[name] | bad
+
+    def _raise_if_nonfinite(self, stage: str, losses: dict[str, float] | None = None) -> None:
+        """Stop training (before anything is saved) if the rollout, a loss or a parameter went non-finite."""
+        culprits = [name for name, flag in self._nonfinite.items() if bool(flag)]
+        self._nonfinite.clear()
+        if losses is not None:
+            culprits += [f"loss '{key}'" for key, value in losses.items() if not torch.isfinite(torch.tensor(value))]
+            for module_name, module in (("actor", self.actor), ("critic", self.critic), ("duals", self.duals)):
+                culprits += [
+                    f"{module_name} parameter '{name}'"
+                    for name, param in module.named_parameters()
+                    if not torch.isfinite(param).all()
+                ]
+        if culprits:
+            raise FloatingPointError(
+                f"TruDi stopped: non-finite values in the {stage}: {', '.join(culprits[:8])}"
+                f"{' ...' if len(culprits) > 8 else ''}. No checkpoint was written after this point; the last saved"
+                " one is intact."
+            )
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """Stop gradients into ``module``'s parameters (they still flow through its inputs)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in zip(module.parameters(), flags, strict=True):
+            param.requires_grad_(flag)

@@ -1,0 +1,82 @@
+"""Validation of configuration values: every bad value fails at construction with one clear line."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field, the value and what is allowed."""
+
+
+def _fail(field: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{field}={value!r} is invalid: {allowed}.")
+
+
+def check_int(field: str, value: Any, minimum: int | None = None) -> int:
+    """Require an ``int`` (not a bool) no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(field, value, f"expected an integer{'' if minimum is None else f' >= {minimum}'}")
+    if minimum is not None and value < minimum:
+        _fail(field, value, f"must be an integer >= {minimum}")
+    return value
+
+
+def check_float(
+    field: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
+    """Require a real number inside the given bounds (``> minimum`` when ``strict_minimum``)."""
+    lower = "" if minimum is None else f"{'>' if strict_minimum else '>='} {minimum}"
+    upper = "" if maximum is None else f"<= {maximum}"
+    bounds = " and ".join(b for b in (lower, upper) if b)
+    allowed = f"must be a number{' ' + bounds if bounds else ''}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(field, value, allowed)
+    value = float(value)
+    if value != value or (minimum is not None and (value <= minimum if strict_minimum else value < minimum)):
+        _fail(field, value, allowed)
+    if maximum is not None and value > maximum:
+        _fail(field, value, allowed)
+    return value
+
+
+def check_bool(field: str, value: Any) -> bool:
+    """Require a ``bool``."""
+    if not isinstance(value, bool):
+        _fail(field, value, "expected true or false")
+    return value
+
+
+def check_choice(field: str, value: Any, choices: Iterable[str]) -> str:
+    """Require one of the given strings."""
+    choices = tuple(choices)
+    if value not in choices:
+        _fail(field, value, f"allowed values are {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def check_dims(field: str, value: Any) -> list[int]:
+    """Require a non-empty sequence of positive layer widths."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        _fail(field, value, "expected a non-empty list of positive integers")
+    dims = list(value)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        _fail(field, value, "expected a non-empty list of positive integers")
+    return dims
+
+
+def check_known_keys(section: str, cfg: dict, target: Callable, skip: Iterable[str] = ()) -> None:
+    """Reject keys of ``cfg`` that are not keyword arguments of ``target`` (a class or function)."""
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(name for name in params if name not in set(skip) | {"self"})
+    for key in cfg:
+        if key not in allowed:
+            raise ConfigError(f"{section}.{key} is not a known option of {target.__name__}; allowed: {', '.join(allowed)}.")

@@ -1,0 +1,168 @@
+"""The distributional Q critic (HL-Gauss) with an auxiliary self-predictive head, after REPPO."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tensordict import TensorDict
+
+from trudi.config import ConfigError, check_bool, check_float, check_int
+from trudi.observations import ObservationInput
+
+AUTO_SUPPORT = "auto"
+"""Value of ``value_min``/``value_max`` that asks the algorithm to set the support after a warm-up rollout."""
+
+
+def hl_gauss_probs(
+    values: torch.Tensor, value_min: float | torch.Tensor, value_max: float | torch.Tensor, num_bins: int, sigma: float
+) -> torch.Tensor:
+    """Histogram-loss Gaussian targets: ``N(value, sigma^2)`` integrated over each bin, renormalised (B, num_bins).
+
+    Values are clipped to ``[value_min, value_max]``; the bins are centred on ``linspace(value_min, value_max)``,
+    so their edges extend half a bin beyond the support.
+    """
+    bin_width = (value_max - value_min) / (num_bins - 1)
+    edges = torch.linspace(0.0, 1.0, num_bins + 1, device=values.device) * (num_bins * bin_width) + (
+        value_min - 0.5 * bin_width
+    )
+    values = torch.minimum(torch.maximum(values, torch.as_tensor(value_min)), torch.as_tensor(value_max))
+    cdf = torch.special.ndtr((edges - values.unsqueeze(-1)) / sigma)
+    probs = cdf[..., 1:] - cdf[..., :-1]
+    return probs / (cdf[..., -1:] - cdf[..., :1])
+
+
+class _DenseBlock(nn.Sequential):
+    """Linear, RMSNorm, SiLU: the REPPO critic's building block."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__(nn.Linear(in_dim, out_dim), nn.RMSNorm(out_dim), nn.SiLU())
+
+
+class QCritic(nn.Module):
+    """Distributional ``Q(s, a)``: logits over ``num_bins`` atoms on ``[value_min, value_max]``, ``Q = softmax . bins``.
+
+    An encoder embeds ``(s, a)``; a head maps the embedding to logits; a predictor head maps it to a guess of the
+    next step's embedding (the auxiliary self-predictive loss). The support can be set once, after a warm-up
+    rollout, when ``value_min``/``value_max`` are ``"auto"`` (see :meth:`TruDi.compute_returns`).
+    """
+
+    is_recurrent: bool = False
+    """The critic is feed-forward."""
+
+    def __init__(
+        self,
+        obs: TensorDict,
+        obs_groups: dict[str, list[str]],
+        obs_set: str,
+        action_dim: int,
+        hidden_dim: int = 512,
+        num_layers: int = 2,
+        num_bins: int = 151,
+        value_min: float | str = -10.0,
+        value_max: float | str = 10.0,
+        hl_gauss_sigma: float = 0.75,
+        obs_normalization: bool = True,
+    ) -> None:
+        """Build the critic.
+
+        Args:
+            obs: Example observations (only shapes are read).
+            obs_groups: Mapping of observation sets to observation groups.
+            obs_set: The observation set this model reads (``"critic"``); also the prefix of error messages.
+            action_dim: Action dimension.
+            hidden_dim: Width of the encoder, head and predictor.
+            num_layers: Number of encoder blocks (Linear + RMSNorm + SiLU).
+            num_bins: Number of atoms of the value distribution.
+            value_min: Lower end of the support, or ``"auto"``.
+            value_max: Upper end of the support, or ``"auto"``.
+            hl_gauss_sigma: Width of the HL-Gauss target in bin widths.
+            obs_normalization: Whether to normalise observations with running statistics.
+        """
+        super().__init__()
+        prefix = obs_set
+        check_int(f"{prefix}.hidden_dim", hidden_dim, minimum=1)
+        check_int(f"{prefix}.num_layers", num_layers, minimum=1)
+        self.num_bins = check_int(f"{prefix}.num_bins", num_bins, minimum=2)
+        self.hl_gauss_sigma = check_float(f"{prefix}.hl_gauss_sigma", hl_gauss_sigma, minimum=0.0, strict_minimum=True)
+        check_bool(f"{prefix}.obs_normalization", obs_normalization)
+        auto = [v == AUTO_SUPPORT for v in (value_min, value_max)]
+        if any(auto) and not all(auto):
+            raise ConfigError(
+                f"{prefix}.value_min={value_min!r}, {prefix}.value_max={value_max!r} are invalid: set both to"
+                f" '{AUTO_SUPPORT}' or both to numbers."
+            )
+        if all(auto):
+            value_min, value_max = -1.0, 1.0
+        else:
+            value_min = check_float(f"{prefix}.value_min", value_min)
+            value_max = check_float(f"{prefix}.value_max", value_max)
+            if not value_min < value_max:
+                raise ConfigError(
+                    f"{prefix}.value_min={value_min!r} is invalid: must be below {prefix}.value_max={value_max!r}."
+                )
+        self.observations = ObservationInput(obs, obs_groups, obs_set, obs_normalization)
+        self.obs_dim = self.observations.dim
+        self.embedding_dim = hidden_dim
+        blocks = [_DenseBlock(self.obs_dim + action_dim, hidden_dim)]
+        blocks += [_DenseBlock(hidden_dim, hidden_dim) for _ in range(num_layers - 1)]
+        self.encoder = nn.Sequential(*blocks)
+        self.head = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, num_bins))
+        self.predictor = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim))
+        # The support is state (it may be set after a warm-up), so it lives in buffers and in checkpoints.
+        self.register_buffer("value_range", torch.tensor([value_min, value_max]))
+        self.register_buffer("support_pending", torch.tensor(all(auto)))
+
+    # ------------------------------------------------------------------ support
+
+    @property
+    def support(self) -> torch.Tensor:
+        """Atom locations (num_bins,)."""
+        return torch.linspace(0.0, 1.0, self.num_bins, device=self.value_range.device) * (
+            self.value_range[1] - self.value_range[0]
+        ) + self.value_range[0]
+
+    @property
+    def bin_width(self) -> torch.Tensor:
+        """Distance between neighbouring atoms."""
+        return (self.value_range[1] - self.value_range[0]) / (self.num_bins - 1)
+
+    def set_support(self, value_min: float, value_max: float) -> None:
+        """Set ``[value_min, value_max]`` and mark the support as settled."""
+        if not (math.isfinite(value_min) and math.isfinite(value_max) and value_min < value_max):
+            raise ValueError(f"critic support [{value_min}, {value_max}] is invalid: need finite value_min < value_max.")
+        self.value_range.copy_(torch.tensor([value_min, value_max]))
+        self.support_pending.fill_(False)
+
+    def target_probs(self, returns: torch.Tensor) -> torch.Tensor:
+        """HL-Gauss target distribution for scalar returns (B,) -> (B, num_bins)."""
+        sigma = self.hl_gauss_sigma * self.bin_width
+        return hl_gauss_probs(returns, self.value_range[0], self.value_range[1], self.num_bins, sigma)
+
+    # ------------------------------------------------------------------ network
+
+    def embed(self, obs: TensorDict, actions: torch.Tensor) -> torch.Tensor:
+        """Embedding of ``(s, a)`` (B, hidden_dim); actions are the unit-range ``tanh`` outputs."""
+        return self.encoder(torch.cat([self.observations(obs), actions], dim=-1))
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits of the value distribution (B, num_bins)."""
+        return self.head(embedding)
+
+    def predict_next_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The auxiliary head's guess of the next step's embedding (B, hidden_dim)."""
+        return self.predictor(embedding)
+
+    def value(self, logits: torch.Tensor) -> torch.Tensor:
+        """Expected value ``softmax(logits) . support`` (B,)."""
+        return F.softmax(logits, dim=-1) @ self.support
+
+    def forward(self, obs: TensorDict, actions: torch.Tensor) -> torch.Tensor:
+        """``Q(s, a)`` (B,)."""
+        return self.value(self.logits(self.embed(obs, actions)))
+
+    def update_normalization(self, obs: TensorDict) -> None:
+        """Update the running observation statistics (no-op in eval mode or without normalisation)."""
+        self.observations.update(obs)
