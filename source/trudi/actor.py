@@ -256,4 +256,3 @@ class ExportedDiffusionPolicy(nn.Module):
     def output_names(self) -> list[str]:
         """ONNX output names."""
         return ["actions"]
-

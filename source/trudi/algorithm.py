@@ -183,7 +183,9 @@ class TruDi:
             raise ConfigError("actor.class_name is missing: set it to 'trudi.rsl_rl:DiffusionActor'.")
         actor_class = resolve_callable(actor_cfg.pop("class_name"))
         critic_class = resolve_callable(critic_cfg.pop("class_name", DEFAULT_CRITIC))
-        check_known_keys("algorithm", alg_cfg, alg_class, skip=("actor", "critic", "storage", "device", "multi_gpu_cfg"))
+        check_known_keys(
+            "algorithm", alg_cfg, alg_class, skip=("actor", "critic", "storage", "device", "multi_gpu_cfg")
+        )
         check_known_keys("actor", actor_cfg, actor_class, skip=("obs", "obs_groups", "obs_set", "output_dim"))
         check_known_keys("critic", critic_cfg, critic_class, skip=("obs", "obs_groups", "obs_set", "action_dim"))
         num_steps = check_int("num_steps_per_env", cfg.get("num_steps_per_env"), minimum=1)
@@ -223,9 +225,7 @@ class TruDi:
         rewards = rewards.view(-1).float()
         dones = dones.view(-1).bool()
         time_outs = extras.get("time_outs")
-        time_outs = (
-            torch.zeros_like(dones) if time_outs is None else time_outs.to(self.device).view(-1).bool() & dones
-        )
+        time_outs = torch.zeros_like(dones) if time_outs is None else time_outs.to(self.device).view(-1).bool() & dones
         terminations = dones & ~time_outs
         self._flag_nonfinite(obs, rewards)
 

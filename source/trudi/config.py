@@ -79,4 +79,6 @@ def check_known_keys(section: str, cfg: dict, target: Callable, skip: Iterable[s
     allowed = sorted(name for name in params if name not in set(skip) | {"self"})
     for key in cfg:
         if key not in allowed:
-            raise ConfigError(f"{section}.{key} is not a known option of {target.__name__}; allowed: {', '.join(allowed)}.")
+            raise ConfigError(
+                f"{section}.{key} is not a known option of {target.__name__}; allowed: {', '.join(allowed)}."
+            )

@@ -120,9 +120,11 @@ class QCritic(nn.Module):
     @property
     def support(self) -> torch.Tensor:
         """Atom locations (num_bins,)."""
-        return torch.linspace(0.0, 1.0, self.num_bins, device=self.value_range.device) * (
-            self.value_range[1] - self.value_range[0]
-        ) + self.value_range[0]
+        return (
+            torch.linspace(0.0, 1.0, self.num_bins, device=self.value_range.device)
+            * (self.value_range[1] - self.value_range[0])
+            + self.value_range[0]
+        )
 
     @property
     def bin_width(self) -> torch.Tensor:
@@ -132,7 +134,9 @@ class QCritic(nn.Module):
     def set_support(self, value_min: float, value_max: float) -> None:
         """Set ``[value_min, value_max]`` and mark the support as settled."""
         if not (math.isfinite(value_min) and math.isfinite(value_max) and value_min < value_max):
-            raise ValueError(f"critic support [{value_min}, {value_max}] is invalid: need finite value_min < value_max.")
+            raise ValueError(
+                f"critic support [{value_min}, {value_max}] is invalid: need finite value_min < value_max."
+            )
         self.value_range.copy_(torch.tensor([value_min, value_max]))
         self.support_pending.fill_(False)
 

@@ -171,7 +171,9 @@ class DiffusionProcess(nn.Module):
         """Per-step, per-dimension ``eta_n = delta_n / gamma`` (N, d); the noise variance is ``2 eta``."""
         return self.step_sizes.unsqueeze(-1) / self.friction
 
-    def mean(self, x: torch.Tensor, control: torch.Tensor, eta: torch.Tensor, control_scale: float = 1.0) -> torch.Tensor:
+    def mean(
+        self, x: torch.Tensor, control: torch.Tensor, eta: torch.Tensor, control_scale: float = 1.0
+    ) -> torch.Tensor:
         """Drift step ``x + eta * (-x / init_std^2 + control_scale * control)``."""
         return x + eta * (-x / self.init_std**2 + control_scale * control)
 

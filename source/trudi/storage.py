@@ -64,7 +64,10 @@ class TruDiStorage:
         self.device = device
         shape = (num_steps, num_envs)
         self.observations = TensorDict(
-            {key: torch.zeros(*shape, *value.shape[1:], dtype=value.dtype, device=device) for key, value in obs.items()},
+            {
+                key: torch.zeros(*shape, *value.shape[1:], dtype=value.dtype, device=device)
+                for key, value in obs.items()
+            },
             batch_size=shape,
             device=device,
         )
@@ -91,7 +94,9 @@ class TruDiStorage:
     ) -> None:
         """Write one environment step."""
         if self.step >= self.num_steps:
-            raise OverflowError(f"TruDiStorage holds {self.num_steps} steps per rollout; clear() it before adding more.")
+            raise OverflowError(
+                f"TruDiStorage holds {self.num_steps} steps per rollout; clear() it before adding more."
+            )
         t = self.step
         for key, value in observations.items():
             self.observations[key][t].copy_(value)

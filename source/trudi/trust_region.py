@@ -105,7 +105,9 @@ class LagrangeDuals(nn.Module):
         learn_kl_multiplier: bool = True,
     ) -> None:
         super().__init__()
-        self.log_entropy_coef = nn.Parameter(torch.tensor(math.log(init_entropy_coef)), requires_grad=learn_entropy_coef)
+        self.log_entropy_coef = nn.Parameter(
+            torch.tensor(math.log(init_entropy_coef)), requires_grad=learn_entropy_coef
+        )
         self.log_kl_multiplier = nn.Parameter(
             torch.tensor(math.log(init_kl_multiplier)), requires_grad=learn_kl_multiplier
         )

@@ -1,0 +1,79 @@
+"""Train TruDi or RSL-RL's PPO with RSL-RL's OnPolicyRunner.
+
+    python scripts/train.py                                   # TruDi on the default embedded task
+    python scripts/train.py --algo ppo --task Hopper-v5 --max_iterations 200
+    python scripts/train.py --agent_cfg my_agent.yaml agent.algorithm.kl_bound=0.2 agent.actor.num_denoising_steps=4
+    python scripts/train.py --resume --load_run 2026-11-24_10-00-00   # continue a run
+
+Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit), which need no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from trudi.rsl_rl import OnPolicyRunner
+from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
+from trudi.workflow import LOG_ROOT, dump_params, merge_agent_cfg, new_log_dir, resolve_checkpoint, seed_everything
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default=DEFAULT_TASK, help=f"task id; embedded: {', '.join(TASKS)}")
+    parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
+    parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides agent.seed")
+    parser.add_argument("--max_iterations", type=int, default=None, help="overrides agent.max_iterations")
+    parser.add_argument("--device", default="cpu", help="torch device of the agent (and env where it applies)")
+    parser.add_argument("--agent_cfg", default=None, help="YAML merged over the registered agent config")
+    parser.add_argument("--run_name", default=None, help="suffix of the run directory")
+    parser.add_argument("--resume", action="store_true", help="load a checkpoint and continue its iteration count")
+    parser.add_argument("--load_run", default=".*", help="run directory (regex) to resume; the latest by default")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint file or regex to resume from")
+    parser.add_argument("--log_root", default=LOG_ROOT, help="root of the log tree")
+    args, rest = parser.parse_known_args(argv)
+    unknown = [token for token in rest if not token.startswith("agent.")]
+    if unknown:
+        parser.error(f"unrecognised arguments: {' '.join(unknown)} (overrides look like agent.<key>=<value>)")
+    return args, rest
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Train and return the run directory."""
+    args, overrides = parse_args(argv)
+    task = get_task(args.task)
+    agent_cfg = merge_agent_cfg(train_cfg(args.task, args.algo), args.agent_cfg, overrides)
+    if args.seed is not None:
+        agent_cfg["seed"] = args.seed
+    if args.max_iterations is not None:
+        agent_cfg["max_iterations"] = args.max_iterations
+    if args.run_name is not None:
+        agent_cfg["run_name"] = args.run_name
+    agent_cfg["device"] = args.device
+    num_envs = args.num_envs or task.num_envs
+    print(
+        f"[trudi] embedded task '{args.task}' ({task.description}); Isaac Lab tasks need the trudi_isaaclab extension"
+    )
+
+    seed_everything(agent_cfg["seed"])
+    env = task.make_env(num_envs, agent_cfg["seed"], args.device)
+    experiment_dir = os.path.join(args.log_root, agent_cfg["experiment_name"])
+    resume_path = resolve_checkpoint(experiment_dir, args.load_run, args.checkpoint) if args.resume else None
+    log_dir = new_log_dir(agent_cfg["experiment_name"], agent_cfg.get("run_name", ""), args.log_root)
+    dump_params(log_dir, agent_cfg, env.cfg)
+    print(f"[trudi] logging to {log_dir}")
+
+    runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
+    if resume_path is not None:
+        print(f"[trudi] resuming from {resume_path}")
+        runner.load(resume_path)
+    runner.learn(num_learning_iterations=agent_cfg["max_iterations"], init_at_random_ep_len=True)
+    env.close()
+    return log_dir
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

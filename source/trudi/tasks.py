@@ -1,0 +1,174 @@
+"""Embedded tasks that need no GPU and no Isaac Sim, with their TruDi and PPO train configs.
+
+Each task pairs an environment factory with RSL-RL train-config dicts (the same schema Isaac Lab's
+``RslRlOnPolicyRunnerCfg.to_dict()`` produces), so ``scripts/train.py`` runs TruDi and RSL-RL's PPO on equal terms:
+same runner, same environments, same rollout size.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rsl_rl.env import VecEnv
+
+from trudi.envs import GymVecEnv, TwoModeBandit
+
+DEFAULT_TASK = "InvertedPendulum-v5"
+"""The task ``scripts/train.py`` trains when none is given: learns clearly within minutes on two CPU cores."""
+
+ALGORITHMS = ("trudi", "ppo")
+"""Algorithms every embedded task has a config for."""
+
+
+def trudi_train_cfg(
+    experiment_name: str,
+    num_steps_per_env: int = 32,
+    max_iterations: int = 100,
+    actor: dict | None = None,
+    critic: dict | None = None,
+    algorithm: dict | None = None,
+) -> dict:
+    """An RSL-RL train config for TruDi; ``actor``/``critic``/``algorithm`` entries override the defaults."""
+    return {
+        "seed": 1,
+        "num_steps_per_env": num_steps_per_env,
+        "max_iterations": max_iterations,
+        "save_interval": 50,
+        "experiment_name": f"{experiment_name}_trudi",
+        "run_name": "",
+        "logger": "tensorboard",
+        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+        "algorithm": {"class_name": "trudi.rsl_rl:TruDi", **(algorithm or {})},
+        "actor": {"class_name": "trudi.rsl_rl:DiffusionActor", **(actor or {})},
+        "critic": {"class_name": "trudi.rsl_rl:QCritic", **(critic or {})},
+    }
+
+
+def ppo_train_cfg(
+    experiment_name: str, num_steps_per_env: int = 32, max_iterations: int = 100, algorithm: dict | None = None
+) -> dict:
+    """An RSL-RL train config for RSL-RL's own PPO with a Gaussian MLP policy (Isaac Lab-style defaults)."""
+    return {
+        "seed": 1,
+        "num_steps_per_env": num_steps_per_env,
+        "max_iterations": max_iterations,
+        "save_interval": 50,
+        "experiment_name": f"{experiment_name}_ppo",
+        "run_name": "",
+        "logger": "tensorboard",
+        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+        "algorithm": {
+            "class_name": "PPO",
+            "num_learning_epochs": 5,
+            "num_mini_batches": 4,
+            "learning_rate": 1e-3,
+            "schedule": "adaptive",
+            "desired_kl": 0.01,
+            "gamma": 0.99,
+            "lam": 0.95,
+            "entropy_coef": 0.005,
+            "clip_param": 0.2,
+            "max_grad_norm": 1.0,
+            **(algorithm or {}),
+        },
+        "actor": {
+            "class_name": "MLPModel",
+            "hidden_dims": [64, 64],
+            "activation": "elu",
+            "obs_normalization": True,
+            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"},
+        },
+        "critic": {"class_name": "MLPModel", "hidden_dims": [64, 64], "activation": "elu", "obs_normalization": True},
+    }
+
+
+@dataclass
+class EmbeddedTask:
+    """An environment factory and the train configs tuned for it."""
+
+    make_env: Callable[[int, int, str], VecEnv]
+    """``make_env(num_envs, seed, device)``."""
+    num_envs: int
+    """Default number of parallel environments."""
+    train_cfgs: dict[str, dict] = field(default_factory=dict)
+    """Train config per algorithm name (``"trudi"``, ``"ppo"``)."""
+    description: str = ""
+    """One line for ``--help`` and the docs."""
+
+
+def _gym(task: str) -> Callable[[int, int, str], VecEnv]:
+    return lambda num_envs, seed, device: GymVecEnv(task, num_envs=num_envs, seed=seed, device=device)
+
+
+# Small networks: these run on two CPU cores, where the diffusion chain's cost dominates.
+_SMALL_ACTOR = {"hidden_dims": [64, 64]}
+_SMALL_CRITIC = {"hidden_dim": 128, "value_min": "auto", "value_max": "auto"}
+_LOCOMOTION_ACTOR = {"hidden_dims": [256, 256, 256]}
+_LOCOMOTION_CRITIC = {"hidden_dim": 256, "value_min": "auto", "value_max": "auto"}
+
+TASKS: dict[str, EmbeddedTask] = {
+    "InvertedPendulum-v5": EmbeddedTask(
+        _gym("InvertedPendulum-v5"),
+        num_envs=16,
+        train_cfgs={
+            "trudi": trudi_train_cfg(
+                "inverted_pendulum",
+                max_iterations=60,
+                actor=_SMALL_ACTOR,
+                critic=_SMALL_CRITIC,
+                algorithm={"num_mini_batches": 4, "num_learning_epochs": 2},
+            ),
+            "ppo": ppo_train_cfg("inverted_pendulum", max_iterations=60),
+        },
+        description="Gymnasium MuJoCo cart-pole balancing (return 1 per step, up to 1000).",
+    ),
+    "TwoModeBandit": EmbeddedTask(
+        lambda num_envs, seed, device: TwoModeBandit(num_envs=num_envs, device=device),
+        num_envs=256,
+        train_cfgs={
+            "trudi": trudi_train_cfg(
+                "two_mode_bandit",
+                num_steps_per_env=1,
+                max_iterations=150,
+                actor=_SMALL_ACTOR,
+                critic={"hidden_dim": 128, "value_min": -0.5, "value_max": 1.5, "num_bins": 51},
+                algorithm={"num_mini_batches": 2, "num_learning_epochs": 2},
+            ),
+            "ppo": ppo_train_cfg("two_mode_bandit", num_steps_per_env=1, max_iterations=150),
+        },
+        description="One-step task with two equally good action modes (multimodality check).",
+    ),
+}
+for _name in ("Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"):
+    _experiment = _name.split("-")[0].lower()
+    TASKS[_name] = EmbeddedTask(
+        _gym(_name),
+        num_envs=32,
+        train_cfgs={
+            "trudi": trudi_train_cfg(
+                _experiment,
+                max_iterations=500,
+                actor=_LOCOMOTION_ACTOR,
+                critic=_LOCOMOTION_CRITIC,
+                algorithm={"num_mini_batches": 8, "num_learning_epochs": 4},
+            ),
+            "ppo": ppo_train_cfg(_experiment, max_iterations=500),
+        },
+        description=f"Gymnasium MuJoCo {_name} locomotion.",
+    )
+
+
+def get_task(name: str) -> EmbeddedTask:
+    """Look up an embedded task; the error lists the known ones."""
+    if name not in TASKS:
+        raise ValueError(f"task={name!r} is not an embedded task; known: {', '.join(TASKS)}.")
+    return TASKS[name]
+
+
+def train_cfg(task: str, algo: str) -> dict:
+    """A fresh copy of the train config of ``algo`` on ``task``."""
+    if algo not in ALGORITHMS:
+        raise ValueError(f"algo={algo!r} is invalid: allowed values are {', '.join(ALGORITHMS)}.")
+    return copy.deepcopy(get_task(task).train_cfgs[algo])

@@ -1,0 +1,118 @@
+"""The train/play plumbing shared by ``scripts/train.py`` and ``scripts/play.py`` on the embedded tasks.
+
+Logs follow RSL-RL / Isaac Lab: ``logs/rsl_rl/<experiment_name>/<YYYY-mm-dd_HH-MM-SS>[_<run_name>]/`` holding
+``model_<it>.pt``, TensorBoard events, ``params/agent.yaml`` and ``params/env.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+
+import numpy as np
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rsl_rl.env import VecEnv
+
+from trudi.config import ConfigError
+
+LOG_ROOT = os.path.join("logs", "rsl_rl")
+"""Where runs are written, relative to the working directory (as in Isaac Lab)."""
+
+
+def merge_agent_cfg(cfg: dict, yaml_path: str | None = None, overrides: list[str] | None = None) -> dict:
+    """Merge a YAML file and then ``agent.key.sub=value`` overrides over a train config.
+
+    The YAML holds the same keys as the config (``algorithm.class_name``, ``actor.num_denoising_steps``...). Values
+    are type-checked where the objects are built, so a wrong value fails there with the field's name.
+    """
+    merged = OmegaConf.create(cfg)
+    if yaml_path is not None:
+        if not os.path.isfile(yaml_path):
+            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: no such file.")
+        try:
+            loaded = OmegaConf.load(yaml_path)
+        except (OmegaConfBaseException, ValueError) as error:
+            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: not a readable YAML mapping ({error}).") from None
+        if not isinstance(loaded, type(merged)):
+            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: the file must hold a mapping of config keys.")
+        merged = OmegaConf.merge(merged, loaded)
+    dotlist = []
+    for item in overrides or []:
+        if "=" not in item or not item.startswith("agent."):
+            raise ConfigError(f"override {item!r} is invalid: expected agent.<key>=<value>, e.g. agent.seed=3.")
+        dotlist.append(item[len("agent.") :])
+    if dotlist:
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist))
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python-side RNGs used by training (torch, numpy)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def new_log_dir(experiment_name: str, run_name: str = "", root: str = LOG_ROOT) -> str:
+    """``<root>/<experiment>/<timestamp>[_<run_name>]``, created."""
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    log_dir = os.path.join(root, experiment_name, f"{stamp}_{run_name}" if run_name else stamp)
+    os.makedirs(os.path.join(log_dir, "params"), exist_ok=True)
+    return log_dir
+
+
+def dump_params(log_dir: str, agent_cfg: dict, env_cfg: dict) -> None:
+    """Write ``params/agent.yaml`` and ``params/env.yaml`` as Isaac Lab does."""
+    os.makedirs(os.path.join(log_dir, "params"), exist_ok=True)
+    for name, data in (("agent", agent_cfg), ("env", env_cfg)):
+        OmegaConf.save(OmegaConf.create(data), os.path.join(log_dir, "params", f"{name}.yaml"))
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def resolve_checkpoint(experiment_dir: str, run: str = ".*", checkpoint: str = r"model_.*\.pt") -> str:
+    """The last checkpoint matching ``checkpoint`` in the last run matching ``run`` (both regexes), as Isaac Lab.
+
+    ``checkpoint`` may also be ``"latest"`` or an existing file path.
+    """
+    if os.path.isfile(checkpoint):
+        return checkpoint
+    if checkpoint == "latest":
+        checkpoint = r"model_.*\.pt"
+    if not os.path.isdir(experiment_dir):
+        raise FileNotFoundError(f"no runs under {experiment_dir!r}: train first or pass --checkpoint <file>.")
+    runs = sorted(d for d in os.listdir(experiment_dir) if re.fullmatch(run, d))
+    runs = [r for r in runs if os.path.isdir(os.path.join(experiment_dir, r))]
+    if not runs:
+        raise FileNotFoundError(f"no run matching {run!r} under {experiment_dir!r}.")
+    run_dir = os.path.join(experiment_dir, runs[-1])
+    models = sorted((f for f in os.listdir(run_dir) if re.fullmatch(checkpoint, f)), key=_natural_key)
+    if not models:
+        raise FileNotFoundError(f"no checkpoint matching {checkpoint!r} in {run_dir!r}.")
+    return os.path.join(run_dir, models[-1])
+
+
+@torch.no_grad()
+def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int | None = None) -> tuple[float, float]:
+    """Mean and std of undiscounted returns of the first ``num_episodes`` finished episodes of ``policy``."""
+    obs = env.get_observations()
+    running = torch.zeros(env.num_envs, device=env.device)
+    finished: list[float] = []
+    max_steps = max_steps or 10 * int(env.max_episode_length) * max(1, -(-num_episodes // env.num_envs))
+    for _ in range(max_steps):
+        obs, rewards, dones, _ = env.step(policy(obs))
+        running += rewards
+        done_ids = dones.nonzero(as_tuple=False).flatten()
+        finished += running[done_ids].tolist()
+        running[done_ids] = 0.0
+        if len(finished) >= num_episodes:
+            break
+    if not finished:
+        raise RuntimeError(f"no episode finished within {max_steps} steps.")
+    returns = np.array(finished[:num_episodes])
+    return float(returns.mean()), float(returns.std())
