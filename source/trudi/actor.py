@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from tensordict import TensorDict
 
-from trudi.config import check_bool, check_choice, check_dims, check_float, check_int
+from trudi.config import ConfigError, check_bool, check_choice, check_dims, check_float, check_int
 from trudi.observations import ObservationInput
 from trudi.sampler import (
     PRE_TANH_LIMIT,
@@ -83,7 +83,7 @@ class DiffusionActor(nn.Module):
         super().__init__()
         prefix = obs_set
         if distribution_cfg is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"{prefix}.distribution_cfg={distribution_cfg!r} is invalid: must be None, the diffusion chain is the"
                 " action distribution of DiffusionActor."
             )

@@ -23,6 +23,8 @@ from trudi.trust_region import KL_MODES, TRUST_REGION_MODES, LagrangeDuals, acto
 
 DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
 """Critic class used when a config names only the algorithm and the actor."""
+DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
+"""The actor class TruDi is written for."""
 
 
 class TruDi:
@@ -181,8 +183,10 @@ class TruDi:
         alg_class = resolve_callable(alg_cfg.pop("class_name"))
         if "class_name" not in actor_cfg:
             raise ConfigError("actor.class_name is missing: set it to 'trudi.rsl_rl:DiffusionActor'.")
-        actor_class = resolve_callable(actor_cfg.pop("class_name"))
-        critic_class = resolve_callable(critic_cfg.pop("class_name", DEFAULT_CRITIC))
+        actor_class = _resolve_model_class("actor", actor_cfg.pop("class_name"), DiffusionActor, DEFAULT_ACTOR)
+        critic_class = _resolve_model_class(
+            "critic", critic_cfg.pop("class_name", DEFAULT_CRITIC), QCritic, DEFAULT_CRITIC
+        )
         check_known_keys(
             "algorithm", alg_cfg, alg_class, skip=("actor", "critic", "storage", "device", "multi_gpu_cfg")
         )
@@ -438,9 +442,19 @@ class TruDi:
 
     def reduce_parameters(self) -> None:
         """Average gradients across ranks; the duals' too, so every rank takes the same trust-region decision."""
-        from rsl_rl.utils import reduce_gradients_in_buckets
-
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        try:
+            from rsl_rl.utils import reduce_gradients_in_buckets
+        except ImportError:  # rsl-rl-lib < 5.5: one flat all-reduce, as its own PPO does
+            grads = [p.grad.view(-1) for p in params if p.grad is not None]
+            flat = torch.cat(grads)
+            torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+            flat /= self.gpu_world_size
+            offset = 0
+            for grad in grads:
+                grad.copy_(flat[offset : offset + grad.numel()])
+                offset += grad.numel()
+            return
         reduce_gradients_in_buckets(params, self.gpu_world_size, self.grad_reduce_bucket_mb)
 
     # ------------------------------------------------------------------ internals
@@ -489,6 +503,22 @@ class TruDi:
                 f"{' ...' if len(culprits) > 8 else ''}. No checkpoint was written after this point; the last saved"
                 " one is intact."
             )
+
+
+def _resolve_model_class(section: str, class_name: object, base: type, default: str) -> type:
+    """Resolve ``<section>.class_name`` and require a subclass of ``base``; one-line ConfigError otherwise."""
+    try:
+        model_class = resolve_callable(class_name)
+    except (ImportError, AttributeError, ValueError, TypeError) as error:
+        raise ConfigError(
+            f"{section}.class_name={class_name!r} is invalid: cannot be resolved ({error}); use {default!r}."
+        ) from None
+    if not (isinstance(model_class, type) and issubclass(model_class, base)):
+        raise ConfigError(
+            f"{section}.class_name={class_name!r} is invalid: TruDi needs a {base.__name__} (or a subclass),"
+            f" e.g. {default!r}."
+        )
+    return model_class
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,12 +39,12 @@ def check_float(
     allowed = f"must be a number{' ' + bounds if bounds else ''}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(field, value, allowed)
-    value = float(value)
-    if value != value or (minimum is not None and (value <= minimum if strict_minimum else value < minimum)):
+    number = float(value)
+    if number != number or (minimum is not None and (number <= minimum if strict_minimum else number < minimum)):
         _fail(field, value, allowed)
-    if maximum is not None and value > maximum:
+    if maximum is not None and number > maximum:
         _fail(field, value, allowed)
-    return value
+    return number
 
 
 def check_bool(field: str, value: Any) -> bool:
@@ -79,6 +80,10 @@ def check_known_keys(section: str, cfg: dict, target: Callable, skip: Iterable[s
     allowed = sorted(name for name in params if name not in set(skip) | {"self"})
     for key in cfg:
         if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            close = close or [name for name in allowed if str(key) in name][:1]
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"{section}.{key} is not a known option of {target.__name__}; allowed: {', '.join(allowed)}."
+                f"{section}.{key}={cfg[key]!r} is invalid: not an option of {target.__name__}{hint};"
+                f" allowed: {', '.join(allowed)}."
             )

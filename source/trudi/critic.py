@@ -97,12 +97,17 @@ class QCritic(nn.Module):
         if all(auto):
             value_min, value_max = -1.0, 1.0
         else:
-            value_min = check_float(f"{prefix}.value_min", value_min)
-            value_max = check_float(f"{prefix}.value_max", value_max)
+            for field, value in (("value_min", value_min), ("value_max", value_max)):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise ConfigError(
+                        f"{prefix}.{field}={value!r} is invalid: must be a finite number, or '{AUTO_SUPPORT}' for"
+                        f" both {prefix}.value_min and {prefix}.value_max."
+                    )
             if not value_min < value_max:
                 raise ConfigError(
                     f"{prefix}.value_min={value_min!r} is invalid: must be below {prefix}.value_max={value_max!r}."
                 )
+            value_min, value_max = float(value_min), float(value_max)
         self.observations = ObservationInput(obs, obs_groups, obs_set, obs_normalization)
         self.obs_dim = self.observations.dim
         self.embedding_dim = hidden_dim

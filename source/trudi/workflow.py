@@ -13,6 +13,7 @@ from datetime import datetime
 import numpy as np
 import torch
 import torch.nn as nn
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rsl_rl.env import VecEnv
@@ -35,19 +36,33 @@ def merge_agent_cfg(cfg: dict, yaml_path: str | None = None, overrides: list[str
             raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: no such file.")
         try:
             loaded = OmegaConf.load(yaml_path)
-        except (OmegaConfBaseException, ValueError) as error:
-            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: not a readable YAML mapping ({error}).") from None
+        except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+            raise ConfigError(
+                f"--agent_cfg={yaml_path!r} is invalid: not a readable YAML mapping ({_one_line(error)})."
+            ) from None
         if not isinstance(loaded, type(merged)):
             raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: the file must hold a mapping of config keys.")
         merged = OmegaConf.merge(merged, loaded)
-    dotlist = []
     for item in overrides or []:
-        if "=" not in item or not item.startswith("agent."):
+        key = item.split("=", 1)[0][len("agent.") :]
+        if "=" not in item or not item.startswith("agent.") or not key or "" in key.split("."):
             raise ConfigError(f"override {item!r} is invalid: expected agent.<key>=<value>, e.g. agent.seed=3.")
-        dotlist.append(item[len("agent.") :])
-    if dotlist:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist))
-    return OmegaConf.to_container(merged, resolve=True)
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item[len("agent.") :]]))
+        except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+            raise ConfigError(
+                f"override {item!r} is invalid: the value is not readable YAML ({_one_line(error)}); expected"
+                " agent.<key>=<value>, e.g. agent.actor.hidden_dims=[64,64]."
+            ) from None
+    try:
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"agent config is invalid: {_one_line(error)}.") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message with its line breaks collapsed, for one-line ConfigErrors."""
+    return " ".join(str(error).split())
 
 
 def seed_everything(seed: int) -> None:
