@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import torch
+from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
 from trudi.workflow import LOG_ROOT, evaluate, merge_agent_cfg, resolve_checkpoint, seed_everything
@@ -72,4 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"[trudi] {error}")

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
 from trudi.workflow import LOG_ROOT, dump_params, merge_agent_cfg, new_log_dir, resolve_checkpoint, seed_everything
@@ -54,19 +55,17 @@ def main(argv: list[str] | None = None) -> str:
         agent_cfg["run_name"] = args.run_name
     agent_cfg["device"] = args.device
     num_envs = args.num_envs or task.num_envs
-    print(
-        f"[trudi] embedded task '{args.task}' ({task.description}); Isaac Lab tasks need the trudi_isaaclab extension"
-    )
+    print(f"[trudi] embedded task '{args.task}': {task.description}")
 
     seed_everything(agent_cfg["seed"])
     env = task.make_env(num_envs, agent_cfg["seed"], args.device)
     experiment_dir = os.path.join(args.log_root, agent_cfg["experiment_name"])
     resume_path = resolve_checkpoint(experiment_dir, args.load_run, args.checkpoint) if args.resume else None
     log_dir = new_log_dir(agent_cfg["experiment_name"], agent_cfg.get("run_name", ""), args.log_root)
+    # Build first, so that a bad config fails before any run directory exists.
+    runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
     dump_params(log_dir, agent_cfg, env.cfg)
     print(f"[trudi] logging to {log_dir}")
-
-    runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
     if resume_path is not None:
         print(f"[trudi] resuming from {resume_path}")
         runner.load(resume_path)
@@ -76,4 +75,7 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"[trudi] {error}")

@@ -73,7 +73,8 @@ class DiffusionActor(nn.Module):
             learn_friction: Whether the per-dimension friction is learned.
             init_friction: Initial friction.
             learn_dt: Whether the step size is learned.
-            per_step_dt: Learn one step size per denoising step instead of one scalar (implies a learned table).
+            per_step_dt: Keep one step size per denoising step (initialised to the schedule) instead of one scalar
+                times the schedule; trained only with ``learn_dt``.
             ode_control_scale: ``c``, the scale of the control in the deterministic (ODE) sampler.
             action_scale: Factor applied to ``tanh(x_N)`` to produce the action sent to the environment.
             time_frequencies: Number of Fourier frequencies of the step embedding.

@@ -224,7 +224,7 @@ class TruDi:
         ``obs`` is already the first observation of the next episode. Those steps are stored as truncated and
         bootstrap from the last real state instead: ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that
         produced ``a_t`` (the same one-step-early approximation as PPO's ``r + gamma * V(s_t)`` time-out bootstrap);
-        the self-predictive loss is masked on them.
+        the self-predictive loss is masked after every episode end.
         """
         rewards = rewards.view(-1).float()
         dones = dones.view(-1).bool()
@@ -301,8 +301,8 @@ class TruDi:
         embedding = self.critic.embed(batch.observations, batch.actions)
         logits = self.critic.logits(embedding)
         value_loss = -(self.critic.target_probs(batch.returns) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-        # The stored next embedding of a time-out belongs to the next episode's first state: mask it out.
-        keep = (~batch.truncations).float()
+        # After an episode end (environments reset inside step) the stored next embedding is of the next episode.
+        keep = (~batch.episode_ends).float()
         prediction_error = (self.critic.predict_next_embedding(embedding) - batch.next_embeddings).pow(2).mean(-1)
         aux_loss = (prediction_error * keep).sum() / keep.sum().clamp(min=1.0)
         self._apply_gradients(value_loss + self.aux_loss_coef * aux_loss, self.critic.parameters())
@@ -422,6 +422,9 @@ class TruDi:
             self.critic.load_state_dict(loaded_dict["critic_state_dict"], strict=strict)
         if load_cfg.get("optimizer"):
             self.optimizer.load_state_dict(loaded_dict["optimizer_state_dict"])
+            # The learning rate is a constant of the config, not state: a resumed run uses the configured one.
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._learning_rate
         if load_cfg.get("old_actor") and "old_actor_state_dict" in loaded_dict:
             self.old_actor.load_state_dict(loaded_dict["old_actor_state_dict"], strict=strict)
         elif load_cfg.get("actor"):

@@ -19,17 +19,18 @@ def lambda_returns(
 ) -> torch.Tensor:
     """TD(lambda) targets for Q over a rollout, all tensors (T, N).
 
-    ``G_t = r~_t + gamma * [ truncated_t ? V'_t : (1 - done_t) * (lam * G_{t+1} + (1 - lam) * V'_t) ]``
+    ``G_t = r~_t + gamma * (1 - terminated_t) * [ truncated_t ? V'_t : lam * G_{t+1} + (1 - lam) * V'_t ]``
     with ``V'_t = Q(s_{t+1}, a'_{t+1})`` stored at collection time. The last step of the rollout counts as
-    truncated: there is no ``G_T`` to recurse into.
+    truncated (there is no ``G_T`` to recurse into) unless it terminated. Terminations and truncations are
+    exclusive: a time-out is stored as truncated, not terminated.
     """
     returns = torch.zeros_like(soft_rewards)
     next_return = next_values[-1]
     for t in reversed(range(soft_rewards.shape[0])):
         truncated = truncations[t] | (t == soft_rewards.shape[0] - 1)
-        not_done = (~terminations[t]).float()
-        recursive = not_done * (lam * next_return + (1.0 - lam) * next_values[t])
-        returns[t] = soft_rewards[t] + gamma * torch.where(truncated, next_values[t], recursive)
+        bootstrap = torch.where(truncated, next_values[t], lam * next_return + (1.0 - lam) * next_values[t])
+        # A termination ends the return even on the rollout's last step.
+        returns[t] = soft_rewards[t] + gamma * (~terminations[t]).float() * bootstrap
         next_return = returns[t]
     return returns
 
@@ -46,8 +47,9 @@ class TruDiBatch:
     """Lambda-return targets (B,)."""
     next_embeddings: torch.Tensor
     """Critic embedding of ``(s', a')`` from collection time (B, E)."""
-    truncations: torch.Tensor
-    """Whether the step was a time-out (B,); masks the self-predictive loss."""
+    episode_ends: torch.Tensor
+    """Whether the episode ended at this step (B,): the stored next embedding then belongs to the next episode's
+    first state, so the self-predictive loss is masked there."""
 
 
 class TruDiStorage:
@@ -123,12 +125,12 @@ class TruDiStorage:
         actions = self.actions.flatten(0, 1)
         returns = self.returns.flatten(0, 1)
         next_embeddings = self.next_embeddings.flatten(0, 1)
-        truncations = self.truncations.flatten(0, 1)
+        episode_ends = (self.terminations | self.truncations).flatten(0, 1)
         for _ in range(num_epochs):
             permutation = torch.randperm(batch_size, device=self.device)
             for i in range(num_mini_batches):
                 idx = permutation[i * mini_batch_size : (i + 1) * mini_batch_size]
-                yield TruDiBatch(observations[idx], actions[idx], returns[idx], next_embeddings[idx], truncations[idx])
+                yield TruDiBatch(observations[idx], actions[idx], returns[idx], next_embeddings[idx], episode_ends[idx])
 
     def clear(self) -> None:
         """Start a new rollout."""

@@ -72,11 +72,9 @@ def seed_everything(seed: int) -> None:
 
 
 def new_log_dir(experiment_name: str, run_name: str = "", root: str = LOG_ROOT) -> str:
-    """``<root>/<experiment>/<timestamp>[_<run_name>]``, created."""
+    """``<root>/<experiment>/<timestamp>[_<run_name>]``; created later, by :func:`dump_params`."""
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    log_dir = os.path.join(root, experiment_name, f"{stamp}_{run_name}" if run_name else stamp)
-    os.makedirs(os.path.join(log_dir, "params"), exist_ok=True)
-    return log_dir
+    return os.path.join(root, experiment_name, f"{stamp}_{run_name}" if run_name else stamp)
 
 
 def dump_params(log_dir: str, agent_cfg: dict, env_cfg: dict) -> None:
