@@ -14,6 +14,7 @@ import os
 import sys
 
 import torch
+
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg

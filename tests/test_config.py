@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from rsl_rl.runners import OnPolicyRunner
+
 from trudi.algorithm import TruDi
 from trudi.config import ConfigError
 from trudi.envs import TwoModeBandit

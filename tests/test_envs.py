@@ -14,6 +14,7 @@ import torch
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
+
 from trudi.envs import GymVecEnv, TwoModeBandit
 from trudi.envs.bandit import mode_shares
 

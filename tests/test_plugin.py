@@ -13,6 +13,7 @@ from importlib.metadata import version
 import pytest
 import torch
 from rsl_rl.runners import OnPolicyRunner
+
 from trudi.actor import DiffusionActor
 from trudi.algorithm import TruDi
 from trudi.critic import QCritic

@@ -1,0 +1,98 @@
+"""The math of SPEC sections 1-3 checked against independent estimates or hand computations."""
+
+import copy
+
+import torch
+from tensordict import TensorDict
+
+from trudi.actor import DiffusionActor
+from trudi.critic import hl_gauss_probs
+from trudi.storage import lambda_returns
+from trudi.trust_region import actor_objective, gaussian_kl, trajectory_kl
+
+
+def _actor(seed: int = 0, **kwargs) -> DiffusionActor:
+    torch.manual_seed(seed)
+    obs = TensorDict({"policy": torch.zeros(4, 1)}, batch_size=[4])
+    groups = {"actor": ["policy"]}
+    return DiffusionActor(obs, groups, "actor", 1, hidden_dims=[16, 16], obs_normalization=False, **kwargs)
+
+
+def test_closed_form_gaussian_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mean_p, var_p = torch.tensor([0.3, -1.0]), torch.tensor([0.5, 2.0])
+    mean_q, var_q = torch.tensor([-0.2, 0.4]), torch.tensor([0.8, 1.1])
+    x = mean_p + var_p.sqrt() * torch.randn(400_000, 2)
+    log_p = torch.distributions.Normal(mean_p, var_p.sqrt()).log_prob(x).sum(-1)
+    log_q = torch.distributions.Normal(mean_q, var_q.sqrt()).log_prob(x).sum(-1)
+    monte_carlo = (log_p - log_q).mean()
+    assert abs(gaussian_kl(mean_p, var_p, mean_q, var_q) - monte_carlo) < 0.01
+    # The mean-only form equals the full one when the variances agree.
+    assert torch.allclose(gaussian_kl(mean_p, var_p, mean_q, var_p), gaussian_kl(mean_p, var_p, mean_q, var_p, "mean"))
+
+
+def test_trajectory_kl_is_zero_for_identical_policies():
+    actor = _actor()
+    kl, per_step = trajectory_kl(actor, copy.deepcopy(actor), torch.randn(32, 1), num_samples=4)
+    assert torch.all(kl.abs() < 1e-6) and torch.all(per_step.abs() < 1e-6)
+
+
+def test_trajectory_kl_bounds_the_marginal_action_kl():
+    old = _actor()
+    new = copy.deepcopy(old)
+    with torch.no_grad():
+        new.control_net.mlp[-1].bias.fill_(3.0)  # shift the control: a different action marginal
+        new.process.raw_friction.add_(0.3)
+    state = torch.zeros(1, 1)
+    with torch.no_grad():
+        traj_kl = trajectory_kl(new, old, state, num_samples=20_000)[0].item()
+        # tanh is a bijection, so the marginal KL of actions is the KL of the last latents; a histogram estimate
+        # coarse-grains it and so can only under-estimate it.
+        x_old = old.sde_chain(state.expand(200_000, 1))[0].squeeze(-1)
+        x_new = new.sde_chain(state.expand(200_000, 1))[0].squeeze(-1)
+    edges = torch.linspace(-10, 10, 201)
+    p = torch.histogram(x_old.clamp(-9.99, 9.99), edges).hist + 1e-3
+    q = torch.histogram(x_new.clamp(-9.99, 9.99), edges).hist + 1e-3
+    p, q = p / p.sum(), q / q.sum()
+    marginal_kl = (p * (p / q).log()).sum().item()
+    assert marginal_kl > 0.05, "the perturbation must change the marginal for the check to mean anything"
+    assert traj_kl >= marginal_kl
+
+
+def test_hl_gauss_targets_sum_to_one_and_centre_on_the_target():
+    values = torch.tensor([-9.7, -3.3, 0.0, 2.55, 9.9])
+    probs = hl_gauss_probs(values, -10.0, 10.0, 151, sigma=0.75 * 20 / 150)
+    support = torch.linspace(-10, 10, 151)
+    assert torch.allclose(probs.sum(-1), torch.ones(5), atol=1e-5)
+    assert torch.all((probs @ support - values).abs() < 20 / 150)
+
+
+def test_lambda_returns_match_a_hand_computed_example():
+    # One env, 4 steps: step 1 terminates, step 2 times out, step 3 is the rollout's last step.
+    rewards = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    next_values = torch.tensor([[10.0], [20.0], [30.0], [40.0]])
+    terminations = torch.tensor([[False], [True], [False], [False]])
+    truncations = torch.tensor([[False], [False], [True], [False]])
+    gamma, lam = 0.9, 0.5
+    returns = lambda_returns(rewards, next_values, terminations, truncations, gamma, lam)
+    g3 = 4.0 + 0.9 * 40.0  # last step: bootstrap
+    g2 = 3.0 + 0.9 * 30.0  # time-out: bootstrap from V'
+    g1 = 2.0  # termination: no bootstrap
+    g0 = 1.0 + 0.9 * (0.5 * g1 + 0.5 * 10.0)
+    assert torch.allclose(returns.squeeze(-1), torch.tensor([g0, g1, g2, g3]))
+    # A termination on the last step of a rollout does not bootstrap either.
+    last = lambda_returns(rewards[:1], next_values[:1], torch.tensor([[True]]), torch.tensor([[False]]), gamma, lam)
+    assert last.item() == 1.0
+
+
+def test_gate_routes_states_over_the_bound_to_the_kl_penalty_only():
+    kl = torch.tensor([0.05, 0.2], requires_grad=True)
+    log_likelihood = torch.tensor([1.0, 1.0], requires_grad=True)
+    q_value = torch.tensor([3.0, 3.0], requires_grad=True)
+    alpha, lam = torch.tensor(0.1), torch.tensor(2.0)
+    loss = actor_objective("gate", kl, log_likelihood, q_value, alpha, lam, kl_bound=0.1)
+    assert torch.allclose(loss, torch.tensor([0.1 * 1.0 - 3.0, 2.0 * 0.2]))
+    loss.sum().backward()
+    assert torch.allclose(kl.grad, torch.tensor([0.0, 2.0]))
+    assert torch.allclose(q_value.grad, torch.tensor([-1.0, 0.0]))
+    assert torch.allclose(log_likelihood.grad, torch.tensor([0.1, 0.0]))
