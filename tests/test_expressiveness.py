@@ -1,0 +1,29 @@
+"""Multimodality measured, not assumed: TruDi and RSL-RL PPO on a bandit with two equally good action modes.
+
+Per-seed shares are in docs/results/multimodality.md (benchmarks/multimodality.py). With the default entropy
+target both algorithms settle on one mode per seed; what holds over all seeds is asserted here.
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from multimodality import mode_shares_after_training  # noqa: E402
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_trudi_samples_land_near_a_mode(seed):
+    trudi = mode_shares_after_training("trudi", seed, iterations=300)
+    print(trudi)
+    assert trudi["share_near_a_mode"] >= 0.9
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ppo_baseline_on_the_same_seeds_finds_a_mode(seed):
+    ppo = mode_shares_after_training("ppo", seed, iterations=300)
+    print(ppo)
+    assert ppo["share_near_a_mode"] >= 0.9
