@@ -16,6 +16,20 @@ EXTRAS_REQUIRE = {
     "gym": ["gymnasium[mujoco]>=1.0"],
     "export": ["onnx", "onnxscript>=0.5.4", "onnxruntime"],
     "dev": ["pytest", "ruff", "matplotlib", "onnxruntime"],
+    # The simulator extensions. Both pin their own torch and rsl-rl-lib; install them in their own venvs
+    # (Isaac Lab 3.x needs Python 3.12), see docs/isaaclab.md.
+    "isaaclab": ["isaaclab>=3.0,<4"],
+    "mjlab": ["mjlab>=1.6,<2"],
+}
+
+# Each simulator extension is a package of its own under exts/, found through its simulator's entry point.
+PACKAGE_DIRS = {
+    "trudi_isaaclab": "exts/trudi_isaaclab/trudi_isaaclab",
+    "trudi_mjlab": "exts/trudi_mjlab/trudi_mjlab",
+}
+ENTRY_POINTS = {
+    "isaaclab.tasks": ["trudi = trudi_isaaclab.tasks"],
+    "mjlab.tasks": ["trudi = trudi_mjlab.tasks"],
 }
 
 setup(
@@ -26,8 +40,9 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    package_dir={"": "source"},
-    packages=find_packages(where="source"),
+    package_dir={"": "source", **PACKAGE_DIRS},
+    packages=find_packages(where="source") + list(PACKAGE_DIRS),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points=ENTRY_POINTS,
 )

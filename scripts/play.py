@@ -2,6 +2,7 @@
 
     python scripts/play.py --checkpoint latest                # the newest run of the default task's experiment
     python scripts/play.py --task Hopper-v5 --algo ppo --checkpoint logs/rsl_rl/hopper_ppo/<run>/model_499.pt
+    python scripts/play.py --task Isaac-Cartpole --algo trudi --checkpoint latest --num_envs 64   # with Isaac Lab
 
 The exports land in ``<run dir>/exported/policy.pt`` and ``policy.onnx``; they take concatenated raw observations
 (the normaliser is inside) and return environment actions.
@@ -10,15 +11,14 @@ The exports land in ``<run dir>/exported/policy.pt`` and ``policy.onnx``; they t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
-
-import torch
 
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
-from trudi.workflow import LOG_ROOT, evaluate, merge_agent_cfg, resolve_checkpoint, seed_everything
+from trudi.workflow import LOG_ROOT, evaluate, export_policy, merge_agent_cfg, resolve_checkpoint, seed_everything
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")
     parser.add_argument("--episodes", type=int, default=20, help="episodes to average the return over")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="torch device of the agent and, on Isaac Lab, the simulation")
     parser.add_argument("--agent_cfg", default=None, help="YAML merged over the registered agent config")
     parser.add_argument("--log_root", default=LOG_ROOT)
     args, rest = parser.parse_known_args(argv)
@@ -44,6 +44,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate and export; returns the mean/std return and the export paths."""
     args, overrides = parse_args(argv)
+    if args.task not in TASKS:
+        if importlib.util.find_spec("isaaclab_rl") is None or importlib.util.find_spec("trudi_isaaclab") is None:
+            raise ConfigError(
+                f"--task={args.task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only"
+                f" the embedded tasks are available: {', '.join(TASKS)}."
+            )
+        from trudi_isaaclab.workflow import play
+
+        return play(args, overrides)
     task = get_task(args.task)
     agent_cfg = merge_agent_cfg(train_cfg(args.task, args.algo), args.agent_cfg, overrides)
     checkpoint = resolve_checkpoint(
@@ -62,16 +71,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     export_dir = os.path.join(os.path.dirname(checkpoint), "exported")
-    runner.export_policy_to_jit(export_dir, "policy.pt")
-    runner.export_policy_to_onnx(export_dir, "policy.onnx")
-    jit_policy = torch.jit.load(os.path.join(export_dir, "policy.pt"))
-    obs = env.get_observations()
-    raw_obs = torch.cat([obs[group] for group in agent_cfg["obs_groups"]["actor"]], dim=-1).cpu()
-    with torch.no_grad():
-        parity = (jit_policy(raw_obs) - policy(obs).cpu()).abs().max().item()
-    print(f"[trudi] exported {export_dir}/policy.pt and policy.onnx (JIT vs torch max abs diff {parity:.2e})")
+    parity = export_policy(runner, policy, env.get_observations(), agent_cfg["obs_groups"]["actor"], export_dir)
+    print(f"[trudi] exported {export_dir}/policy.pt and policy.onnx; max abs diff vs torch: {parity}")
     env.close()
-    return {"mean_return": mean_return, "std_return": std_return, "export_dir": export_dir, "jit_parity": parity}
+    return {"mean_return": mean_return, "std_return": std_return, "export_dir": export_dir, "parity": parity}
 
 
 if __name__ == "__main__":

@@ -5,12 +5,19 @@
     python scripts/train.py --agent_cfg my_agent.yaml agent.algorithm.kl_bound=0.2 agent.actor.num_denoising_steps=4
     python scripts/train.py --resume --load_run 2026-11-24_10-00-00   # continue a run
 
+With Isaac Lab installed, any other task id runs Isaac Lab's own RSL-RL train flow with the agent key of ``--algo``
+(``rsl_rl_trudi_cfg_entry_point`` or the task's own PPO ``rsl_rl_cfg_entry_point``); its other flags pass through:
+
+    python scripts/train.py --task Isaac-Cartpole --algo trudi --num_envs 256 --device cpu --max_iterations 100
+    python scripts/train.py --task Isaac-Cartpole --algo trudi --device cpu --checkpoint latest   # resume
+
 Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit), which need no GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -42,8 +49,34 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, rest
 
 
-def main(argv: list[str] | None = None) -> str:
-    """Train and return the run directory."""
+def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]] | None:
+    """The parsed selection, pass-through flags and overrides when ``--task`` is not embedded; else ``None``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--task", default=DEFAULT_TASK)
+    parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
+    parser.add_argument("--num_envs", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--agent_cfg", default=None)
+    args, rest = parser.parse_known_args(argv)
+    if args.task in TASKS:
+        return None
+    if importlib.util.find_spec("isaaclab_rl") is None or importlib.util.find_spec("trudi_isaaclab") is None:
+        raise ConfigError(
+            f"--task={args.task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only the"
+            f" embedded tasks are available: {', '.join(TASKS)}."
+        )
+    overrides = [token for token in rest if token.startswith("agent.")]
+    return args, [token for token in rest if not token.startswith("agent.")], overrides
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    """Train and return the run directory (``None`` for Isaac Lab tasks, whose flow names its own)."""
+    selection = isaaclab_task(argv)
+    if selection is not None:
+        from trudi_isaaclab.workflow import train
+
+        train(*selection)
+        return None
     args, overrides = parse_args(argv)
     task = get_task(args.task)
     agent_cfg = merge_agent_cfg(train_cfg(args.task, args.algo), args.agent_cfg, overrides)
@@ -55,7 +88,8 @@ def main(argv: list[str] | None = None) -> str:
         agent_cfg["run_name"] = args.run_name
     agent_cfg["device"] = args.device
     num_envs = args.num_envs or task.num_envs
-    print(f"[trudi] embedded task '{args.task}': {task.description}")
+    isaaclab = "" if importlib.util.find_spec("isaaclab_rl") else " (Isaac Lab is not installed: embedded tasks only)"
+    print(f"[trudi] embedded task '{args.task}': {task.description}{isaaclab}")
 
     seed_everything(agent_cfg["seed"])
     env = task.make_env(num_envs, agent_cfg["seed"], args.device)

@@ -65,6 +65,7 @@ class QCritic(nn.Module):
         value_max: float | str = 10.0,
         hl_gauss_sigma: float = 0.75,
         obs_normalization: bool = True,
+        distribution_cfg: dict | None = None,
     ) -> None:
         """Build the critic.
 
@@ -80,9 +81,16 @@ class QCritic(nn.Module):
             value_max: Upper end of the support, or ``"auto"``.
             hl_gauss_sigma: Width of the HL-Gauss target in bin widths.
             obs_normalization: Whether to normalise observations with running statistics.
+            distribution_cfg: Must be ``None``: the critic outputs a categorical value distribution of its own.
+                Accepted because Isaac Lab's config migration requires the field on every model config.
         """
         super().__init__()
         prefix = obs_set
+        if distribution_cfg is not None:
+            raise ConfigError(
+                f"{prefix}.distribution_cfg={distribution_cfg!r} is invalid: must be None, QCritic predicts an HL-Gauss"
+                " categorical distribution of its own."
+            )
         check_int(f"{prefix}.hidden_dim", hidden_dim, minimum=1)
         check_int(f"{prefix}.num_layers", num_layers, minimum=1)
         self.num_bins = check_int(f"{prefix}.num_bins", num_bins, minimum=2)

@@ -6,9 +6,11 @@ Logs follow RSL-RL / Isaac Lab: ``logs/rsl_rl/<experiment_name>/<YYYY-mm-dd_HH-M
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rsl_rl.env import VecEnv
+from tensordict import TensorDict
 
 from trudi.config import ConfigError
 
@@ -58,6 +61,20 @@ def merge_agent_cfg(cfg: dict, yaml_path: str | None = None, overrides: list[str
         return OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(f"agent config is invalid: {_one_line(error)}.") from None
+
+
+def check_train_cfg(cfg: dict, num_envs: int = 64) -> None:
+    """Run every config check of a TruDi train config before a simulator starts; raises :class:`ConfigError`.
+
+    The algorithm is built on a stand-in environment (``num_envs`` envs, one feature per observation group, one
+    action), which only shapes depend on, so the checks are exactly those of a real run.
+    """
+    from trudi.algorithm import TruDi
+
+    groups = sorted({group for names in (cfg.get("obs_groups") or {}).values() for group in names}) or ["policy"]
+    obs = TensorDict({group: torch.zeros(num_envs, 1) for group in groups}, batch_size=[num_envs])
+    env = SimpleNamespace(num_envs=num_envs, num_actions=1)
+    TruDi.construct_algorithm(obs, env, copy.deepcopy(cfg), "cpu")
 
 
 def _one_line(error: BaseException) -> str:
@@ -129,3 +146,28 @@ def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int |
         raise RuntimeError(f"no episode finished within {max_steps} steps.")
     returns = np.array(finished[:num_episodes])
     return float(returns.mean()), float(returns.std())
+
+
+@torch.no_grad()
+def export_policy(runner, policy: nn.Module, obs, actor_groups: list[str], export_dir: str) -> dict[str, float]:
+    """Write ``policy.pt`` (TorchScript) and ``policy.onnx`` to ``export_dir`` through the runner's exporters.
+
+    Returns the largest absolute difference between each export and ``policy(obs)`` on ``obs``: ``jit`` always,
+    ``onnx`` when onnxruntime is installed. The exports take the actor's observation groups concatenated.
+    """
+    runner.export_policy_to_jit(export_dir, "policy.pt")
+    runner.export_policy_to_onnx(export_dir, "policy.onnx")
+    raw_obs = torch.cat([obs[group] for group in actor_groups], dim=-1).cpu().float()
+    reference = policy(obs).cpu()
+    jit_policy = torch.jit.load(os.path.join(export_dir, "policy.pt"))
+    parity = {"jit": (jit_policy(raw_obs) - reference).abs().max().item()}
+    try:
+        import onnxruntime
+    except ImportError:
+        return parity
+    session = onnxruntime.InferenceSession(os.path.join(export_dir, "policy.onnx"))
+    input_name = session.get_inputs()[0].name
+    # The ONNX graph has a fixed batch of one, as RSL-RL's exporters write it.
+    rows = [session.run(None, {input_name: raw_obs[i : i + 1].numpy()})[0] for i in range(min(len(raw_obs), 16))]
+    parity["onnx"] = float(np.abs(np.concatenate(rows) - reference[: len(rows)].numpy()).max())
+    return parity

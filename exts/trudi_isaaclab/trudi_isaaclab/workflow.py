@@ -1,0 +1,146 @@
+"""``scripts/train.py`` and ``scripts/play.py`` on Isaac Lab tasks.
+
+Training is Isaac Lab's own RSL-RL train flow (``isaaclab_rl.entrypoints.run_train_cli``) with the agent key of the
+chosen algorithm, so logs, ``params/agent.yaml``, ``run.json``, resume and ``--checkpoint latest`` behave as with
+``isaaclab train``. A ``--agent_cfg`` YAML becomes ``agent.*`` overrides, and TruDi configs are checked before the
+simulator starts. Play loads a checkpoint with Isaac Lab's pieces, runs the deterministic policy for a fixed number of
+episodes, reports the mean return and exports ``exported/policy.pt`` and ``exported/policy.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from importlib.metadata import version
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from trudi.config import ConfigError
+from trudi.workflow import LOG_ROOT, check_train_cfg, evaluate, export_policy, resolve_checkpoint
+from trudi_isaaclab.registration import PPO_ENTRY_POINT, TRUDI_ENTRY_POINT
+
+AGENT_KEYS = {"trudi": TRUDI_ENTRY_POINT, "ppo": PPO_ENTRY_POINT}
+"""``--algo`` -> agent config key; PPO is the task's own, untouched config."""
+
+
+def yaml_overrides(path: str) -> list[str]:
+    """Turn a YAML of agent config keys into ``agent.<dotted.key>=<value>`` overrides (one per leaf)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--agent_cfg={path!r} is invalid: no such file.")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # omegaconf and yaml raise several unrelated types for unreadable files
+        raise ConfigError(f"--agent_cfg={path!r} is invalid: not a readable YAML mapping ({error}).") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"--agent_cfg={path!r} is invalid: the file must hold a mapping of agent config keys.")
+    overrides: list[str] = []
+
+    def flatten(node: DictConfig, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, DictConfig) and len(value) > 0:
+                flatten(value, f"{prefix}{key}.")
+            else:
+                overrides.append(f"agent.{prefix}{key}={_hydra_value(value)}")
+
+    flatten(loaded, "")
+    return overrides
+
+
+def _hydra_value(value: object) -> str:
+    """Render a YAML value in Hydra's override grammar (strings quoted, so ``module:Class`` survives)."""
+    if isinstance(value, (ListConfig, list, tuple)):
+        return "[" + ",".join(_hydra_value(item) for item in value) + "]"
+    if isinstance(value, DictConfig):
+        return "{" + ",".join(f"{key}:{_hydra_value(item)}" for key, item in value.items()) + "}"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _dedupe_overrides(overrides: list[str]) -> list[str]:
+    """Keep the last override of each key (command line after YAML), in first-seen order."""
+    latest: dict[str, str] = {}
+    for item in overrides:
+        latest[item.split("=", 1)[0]] = item
+    return list(latest.values())
+
+
+def resolve_agent_cfg(task: str, algo: str, overrides: list[str], play_mode: bool = False) -> tuple[object, object]:
+    """Env and agent configs of ``task`` for ``algo`` with ``agent.*`` overrides; TruDi configs are checked.
+
+    Raises:
+        ConfigError: naming the field, the value and what is allowed.
+    """
+    from isaaclab_rl.rsl_rl import handle_deprecated_rsl_rl_cfg
+    from isaaclab_tasks.utils import resolve_task_config
+
+    import trudi_isaaclab.tasks  # noqa: F401  (registers the TruDi agent key)
+
+    try:
+        env_cfg, agent_cfg = resolve_task_config(task, AGENT_KEYS[algo], play_mode=play_mode, overrides=overrides)
+    except (ValueError, KeyError, AttributeError, TypeError) as error:
+        raise ConfigError(f"agent config of {task!r} ({algo}) is invalid: {' '.join(str(error).split())}") from None
+    agent_cfg = handle_deprecated_rsl_rl_cfg(agent_cfg, version("rsl-rl-lib"))
+    if algo == "trudi":
+        check_train_cfg(agent_cfg.to_dict())
+    return env_cfg, agent_cfg
+
+
+def train(args: argparse.Namespace, passthrough: list[str], overrides: list[str]) -> None:
+    """Run Isaac Lab's RSL-RL train flow on ``args.task`` with the agent key of ``args.algo``.
+
+    ``--device`` sets both the simulation and the agent (Isaac Lab's own flag only moves the simulation).
+    """
+    from isaaclab_rl.entrypoints import run_train_cli
+
+    if args.agent_cfg is not None:
+        overrides = yaml_overrides(args.agent_cfg) + overrides
+    if args.device is not None:
+        overrides = [*overrides, f"agent.device={args.device}"]
+    overrides = _dedupe_overrides(overrides)
+    resolve_agent_cfg(args.task, args.algo, overrides)  # fail with one clear line before the simulator starts
+    argv = ["--rl_library", "rsl_rl", "--task", args.task, "--agent", AGENT_KEYS[args.algo]]
+    if args.num_envs is not None:
+        argv += ["--num_envs", str(args.num_envs)]
+    if args.device is not None:
+        argv += ["--device", args.device]
+    exit_code = run_train_cli([*argv, *passthrough, *overrides])
+    if exit_code:
+        raise SystemExit(exit_code)
+
+
+def play(args: argparse.Namespace, overrides: list[str]) -> dict:
+    """Load a checkpoint, evaluate the deterministic policy and export it; returns returns, paths and parity."""
+    import gymnasium as gym
+    from isaaclab.app import launch_simulation
+    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper, create_rsl_rl_runner
+
+    if args.agent_cfg is not None:
+        overrides = yaml_overrides(args.agent_cfg) + overrides
+    device = args.device or "cpu"
+    overrides = _dedupe_overrides([*overrides, f"agent.device={device}"])
+    env_cfg, agent_cfg = resolve_agent_cfg(args.task, args.algo, overrides, play_mode=True)
+    env_cfg.sim.device = device
+    if args.num_envs is not None:
+        env_cfg.scene.num_envs = args.num_envs
+    checkpoint = resolve_checkpoint(
+        os.path.join(os.path.abspath(LOG_ROOT), agent_cfg.experiment_name), args.load_run, args.checkpoint
+    )
+    print(f"[trudi] loading {checkpoint}")
+    with launch_simulation(env_cfg, {"device": device, "visualizer": "none"}):
+        env = RslRlVecEnvWrapper(gym.make(args.task, cfg=env_cfg), clip_actions=agent_cfg.clip_actions)
+        runner = create_rsl_rl_runner(env, agent_cfg)
+        runner.load(checkpoint, load_cfg={"actor": True}, map_location=device)
+        policy = runner.get_inference_policy(device=device)
+        mean_return, std_return = evaluate(policy, env, args.episodes)
+        print(f"[trudi] deterministic policy: mean return {mean_return:.3f} +- {std_return:.3f} ({args.episodes} ep.)")
+        export_dir = os.path.join(os.path.dirname(checkpoint), "exported")
+        actor_groups = runner.cfg["obs_groups"]["actor"]
+        parity = export_policy(runner, policy, env.get_observations(), actor_groups, export_dir)
+        print(f"[trudi] exported {export_dir}/policy.pt and policy.onnx; max abs diff vs torch: {parity}")
+        env.close()
+    return {"mean_return": mean_return, "std_return": std_return, "export_dir": export_dir, "parity": parity}
