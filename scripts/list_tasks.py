@@ -1,6 +1,6 @@
 """List the tasks TruDi can train: the embedded ones, and with Isaac Lab installed every task with a TruDi config.
 
-    python scripts/list_tasks.py
+Usage: ``python scripts/list_tasks.py``
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ from trudi.workflow import check_train_cfg
 
 pytest.importorskip("isaaclab_rl")
 
-import trudi_isaaclab.tasks  # noqa: E402,F401  (what Isaac Lab's CLI loads through the entry point)
 from isaaclab_tasks.utils import resolve_task_config  # noqa: E402
 from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry  # noqa: E402
+
+import trudi_isaaclab.tasks  # noqa: E402,F401  (what Isaac Lab's CLI loads through the entry point)
 from trudi_isaaclab.agents import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg  # noqa: E402
 from trudi_isaaclab.registration import (  # noqa: E402
     PPO_ENTRY_POINT,

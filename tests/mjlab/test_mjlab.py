@@ -33,10 +33,10 @@ from mjlab.scripts import play
 from mjlab.tasks.registry import list_tasks, load_env_cfg, load_rl_cfg, load_runner_cls
 from rsl_rl.utils import resolve_callable
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from trudi_mjlab.config import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg
-from trudi_mjlab.tasks import BASE_TASKS, trudi_task_id
 
 from trudi.rsl_rl import DiffusionActor, QCritic, TruDi
+from trudi_mjlab.config import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg
+from trudi_mjlab.tasks import BASE_TASKS, trudi_task_id
 
 G1_TASK = "Mjlab-Velocity-Flat-Unitree-G1-TruDi"
 EXPECTED_BASE_TASKS = {

@@ -1,0 +1,279 @@
+"""TruDi vs RSL-RL PPO learning curves: same runner, same envs, same env-step budget, deterministic evaluation.
+
+    python benchmarks/learning.py --suite gym --algos trudi ppo --seeds 3 --env-steps 300000
+    python benchmarks/learning.py --suite isaaclab --env-steps 2000000        # in the Isaac Lab venv
+    python benchmarks/learning.py --suite gym --report-only                   # tables and plots from saved runs
+
+Each (task, algo, seed) trains in its own process, evaluates the deterministic policy every ``--eval-every``
+env steps and saves a checkpoint and its curve after each evaluation. A run that was cut off resumes from its
+last checkpoint, so a suite can be completed over several sittings. Written under ``--out`` (default
+``docs/results/learning/<suite>``): ``runs/<task>_<algo>_s<seed>/curve.json`` (and ``model.pt``, not committed),
+``curves.csv``, ``summary.json``, ``summary.md`` and ``curves.png``.
+
+Isaac Lab tasks evaluate on the training environments (one simulation per process), so their evaluation episodes
+interrupt the training episodes in flight; the embedded tasks evaluate on a separate environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+
+SUITES = {
+    "smoke": ["InvertedPendulum-v5"],
+    "gym": ["Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"],
+    "isaaclab": ["Isaac-Cartpole", "Isaac-Ant", "Isaac-Humanoid"],
+}
+"""Task lists; ``isaaclab`` needs Isaac Lab 3 (and ISAACSIM_ASSET_ROOT, see scripts/offline_assets.py)."""
+
+RESULTS_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results", "learning")
+
+
+def run_name(task: str, algo: str, seed: int) -> str:
+    """Folder name of one (task, algo, seed) run."""
+    return f"{task}_{algo}_s{seed}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one run (child process)
+
+
+def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str):
+    from trudi.tasks import get_task, train_cfg
+    from trudi.workflow import seed_everything
+
+    embedded = get_task(task)
+    cfg = train_cfg(task, algo)
+    cfg["seed"] = seed
+    seed_everything(seed)
+    num_envs = num_envs or embedded.num_envs
+    train_env = embedded.make_env(num_envs, seed, device)
+    eval_env = embedded.make_env(num_envs, seed + 10_000, device)
+    return cfg, train_env, eval_env, None
+
+
+def _isaaclab_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str):
+    import gymnasium as gym
+    from isaaclab.app import launch_simulation
+    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+
+    from trudi_isaaclab.workflow import resolve_agent_cfg
+
+    env_cfg, agent_cfg = resolve_agent_cfg(task, algo, [f"agent.device={device}", f"agent.seed={seed}"])
+    env_cfg.sim.device = device
+    env_cfg.seed = seed
+    if num_envs is not None:
+        env_cfg.scene.num_envs = num_envs
+    simulation = launch_simulation(env_cfg, {"device": device, "visualizer": "none"})
+    simulation.__enter__()
+    env = RslRlVecEnvWrapper(gym.make(task, cfg=env_cfg), clip_actions=agent_cfg.clip_actions)
+    return agent_cfg.to_dict(), env, env, simulation
+
+
+def train_one(args: argparse.Namespace) -> None:
+    """Train one (task, algo, seed) up to ``--env-steps``, resuming from ``run_dir`` when it holds a checkpoint."""
+    from trudi.rsl_rl import OnPolicyRunner
+    from trudi.workflow import evaluate
+
+    task, algo, seed = args.task, args.algos[0], args.seed
+    run_dir = os.path.join(args.out, "runs", run_name(task, algo, seed))
+    os.makedirs(run_dir, exist_ok=True)
+    curve_path, model_path = os.path.join(run_dir, "curve.json"), os.path.join(run_dir, "model.pt")
+    setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
+    cfg, train_env, eval_env, simulation = setup(task, algo, seed, args.num_envs, args.device)
+    runner = OnPolicyRunner(train_env, cfg, log_dir=None, device=args.device)
+    steps_per_iteration = train_env.num_envs * cfg["num_steps_per_env"]
+    iterations_per_eval = max(1, round(args.eval_every / steps_per_iteration))
+    total_iterations = math.ceil(args.env_steps / steps_per_iteration)
+
+    curve = {"task": task, "algo": algo, "seed": seed, "num_envs": train_env.num_envs, "points": []}
+    if os.path.isfile(model_path) and os.path.isfile(curve_path):
+        runner.load(model_path, map_location=args.device)
+        with open(curve_path) as file:
+            curve = json.load(file)
+        print(f"[learning] {run_dir}: resuming after {curve['points'][-1]['iteration']} iterations", flush=True)
+    else:
+        mean, std = evaluate(runner.get_inference_policy(), eval_env, args.eval_episodes)
+        curve["points"].append({"iteration": 0, "env_steps": 0, "wall_s": 0.0, "return_mean": mean, "return_std": std})
+
+    # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
+    # short of the number run, and the next call starts there.
+    iteration, wall = curve["points"][-1]["iteration"], curve["points"][-1]["wall_s"]
+    while iteration < total_iterations:
+        chunk = min(iterations_per_eval, total_iterations - iteration)
+        start = time.perf_counter()
+        runner.learn(chunk, init_at_random_ep_len=iteration == 0)
+        wall += time.perf_counter() - start
+        iteration += chunk
+        mean, std = evaluate(runner.get_inference_policy(), eval_env, args.eval_episodes)
+        curve["points"].append(
+            {
+                "iteration": iteration,
+                "env_steps": iteration * steps_per_iteration,
+                "wall_s": wall,
+                "return_mean": mean,
+                "return_std": std,
+            }
+        )
+        print(f"[learning] {task} {algo} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
+        runner.save(model_path)  # atomic (trudi's runner): a cut-off run resumes from here
+        _write_json_atomically(curve_path, curve)
+    if simulation is not None:
+        train_env.close()
+        simulation.__exit__(None, None, None)
+
+
+def _write_json_atomically(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as file:
+        json.dump(data, file, indent=1)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the suite (parent process) and the report
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    """Run every missing or unfinished (task, algo, seed) in a child process, one at a time."""
+    for task in SUITES[args.suite]:
+        for algo in args.algos:
+            for seed in range(args.seeds):
+                command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", algo]
+                command += ["--seed", str(seed), "--env-steps", str(args.env_steps), "--out", args.out]
+                command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
+                command += ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
+                print(f"[learning] {' '.join(command[2:])}", flush=True)
+                subprocess.run(command, check=True)
+
+
+def load_curves(out: str) -> list[dict]:
+    """Every saved curve under ``out/runs``."""
+    runs_dir = os.path.join(out, "runs")
+    curves = []
+    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        path = os.path.join(runs_dir, name, "curve.json")
+        if os.path.isfile(path):
+            with open(path) as file:
+                curves.append(json.load(file))
+    return curves
+
+
+def write_report(out: str, suite: str, env_steps: int) -> None:
+    """Write curves.csv, summary.json/.md and curves.png from the saved curves."""
+    curves = load_curves(out)
+    if not curves:
+        print(f"[learning] no runs under {out}")
+        return
+    with open(os.path.join(out, "curves.csv"), "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["task", "algo", "seed", "iteration", "env_steps", "wall_s", "return_mean", "return_std"])
+        for curve in curves:
+            for p in curve["points"]:
+                row = [p["iteration"], p["env_steps"], f"{p['wall_s']:.2f}", p["return_mean"], p["return_std"]]
+                writer.writerow([curve["task"], curve["algo"], curve["seed"], *row])
+
+    rows = []
+    for task in sorted({c["task"] for c in curves}):
+        for algo in sorted({c["algo"] for c in curves if c["task"] == task}):
+            group = [c for c in curves if c["task"] == task and c["algo"] == algo]
+            finals = [c["points"][-1] for c in group]
+            returns = [p["return_mean"] for p in finals]
+            mean = sum(returns) / len(returns)
+            spread = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+            rows.append(
+                {
+                    "task": task,
+                    "algo": algo,
+                    "seeds": len(group),
+                    "env_steps": min(p["env_steps"] for p in finals),
+                    "initial_return": sum(c["points"][0]["return_mean"] for c in group) / len(group),
+                    "final_return_mean": mean,
+                    "final_return_std_over_seeds": spread,
+                    "wall_s_mean": sum(p["wall_s"] for p in finals) / len(finals),
+                }
+            )
+    meta = {"suite": suite, "date": str(date.today()), "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})"}
+    _write_json_atomically(os.path.join(out, "summary.json"), {**meta, "budget_env_steps": env_steps, "rows": rows})
+    lines = [
+        f"# Learning: suite `{suite}` ({meta['date']}, {meta['device']})",
+        "",
+        "Deterministic (ODE for TruDi, mean action for PPO) evaluation return at the last evaluation; mean and std",
+        "over seeds. `wall_s`: training time (evaluation excluded). Raw data: `curves.csv`, `runs/*/curve.json`.",
+        "",
+        "| task | algo | seeds | env steps | untrained return | final return | wall-clock (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {r['initial_return']:.1f} |"
+            f" {r['final_return_mean']:.1f} ± {r['final_return_std_over_seeds']:.1f} | {r['wall_s_mean']:.0f} |"
+        )
+    with open(os.path.join(out, "summary.md"), "w") as file:
+        file.write("\n".join(lines) + "\n\n![curves](curves.png)\n")
+    print("\n".join(lines))
+    _plot(curves, os.path.join(out, "curves.png"), suite)
+
+
+def _plot(curves: list[dict], path: str, suite: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = sorted({c["task"] for c in curves})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for algo in sorted({c["algo"] for c in curves if c["task"] == task}):
+            group = [c for c in curves if c["task"] == task and c["algo"] == algo]
+            length = min(len(c["points"]) for c in group)
+            steps = np.array([p["env_steps"] for p in group[0]["points"][:length]])
+            returns = np.array([[p["return_mean"] for p in c["points"][:length]] for c in group])
+            line = ax.plot(steps, returns.mean(0), label=f"{algo} ({len(group)} seeds)")[0]
+            ax.fill_between(steps, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("deterministic return")
+        ax.legend()
+    fig.suptitle(f"suite {suite}: mean, min-max over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    """Parse flags, then run the suite (or one run) and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="smoke")
+    parser.add_argument("--algos", nargs="+", default=["trudi", "ppo"], choices=["trudi", "ppo"])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--env-steps", type=int, default=200_000, help="training budget per run")
+    parser.add_argument("--eval-every", type=int, default=20_000, help="env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--num-envs", type=int, default=None, help="task default if unset")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="results folder (default docs/results/learning/<suite>)")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.out = os.path.abspath(args.out or os.path.join(RESULTS_ROOT, args.suite))
+    if args.one:
+        train_one(args)
+        return
+    if not args.report_only:
+        run_suite(args)
+    write_report(args.out, args.suite, args.env_steps)
+
+
+if __name__ == "__main__":
+    main()
