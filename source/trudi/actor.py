@@ -207,8 +207,10 @@ class DiffusionActor(nn.Module):
 class ExportedDiffusionPolicy(nn.Module):
     """The deterministic (ODE, ``x_0 = 0``) policy, unrolled over a fixed ``N``, with the normaliser inside.
 
-    The step embeddings and step sizes are constants after training, so they are precomputed as buffers and the
-    exported graph holds only the control MLP, called ``N`` times. Scriptable by TorchScript and exportable to ONNX.
+    The control MLP's first layer sees ``[x_n, s, e_n]``. Only ``x_n`` changes from step to step: the state's
+    projection is computed once per call, and the step embeddings ``e_n`` (constants after training) are folded
+    into one first-layer bias per step. With the step sizes as buffers too, each step costs one small matmul on
+    ``x_n`` plus the MLP's hidden layers. Scriptable by TorchScript and exportable to ONNX.
     """
 
     is_recurrent: bool = False
@@ -216,11 +218,19 @@ class ExportedDiffusionPolicy(nn.Module):
     def __init__(self, actor: DiffusionActor) -> None:
         super().__init__()
         self.obs_normalizer = copy.deepcopy(actor.observations.normalizer)
-        self.mlp = copy.deepcopy(actor.control_net.mlp)
+        mlp = copy.deepcopy(actor.control_net.mlp)
+        first, d, o = mlp[0], actor.action_dim, actor.obs_dim
         with torch.no_grad():
             etas, step_embeddings = actor.kernels()
+            weight = first.weight.detach()
+            self.latent_in = nn.Linear(d, weight.shape[0], bias=False)
+            self.latent_in.weight.copy_(weight[:, :d])
+            self.state_in = nn.Linear(o, weight.shape[0], bias=False)
+            self.state_in.weight.copy_(weight[:, d : d + o])
+            step_biases = step_embeddings @ weight[:, d + o :].T + first.bias.detach()
+        self.hidden = mlp[1:]
         self.register_buffer("etas", etas.detach().clone())
-        self.register_buffer("step_embeddings", step_embeddings.detach().clone())
+        self.register_buffer("step_biases", step_biases.clone())
         self.num_steps = actor.process.num_steps
         self.action_dim = actor.action_dim
         self.prior_precision = 1.0 / actor.process.init_std**2
@@ -232,11 +242,11 @@ class ExportedDiffusionPolicy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map concatenated raw observations (B, obs_dim) to actions (B, d)."""
-        state = self.obs_normalizer(x)
-        latent = torch.zeros(state.shape[0], self.action_dim, dtype=state.dtype, device=state.device)
+        state_projection = self.state_in(self.obs_normalizer(x))
+        latent = torch.zeros(x.shape[0], self.action_dim, dtype=x.dtype, device=x.device)
         for n in range(self.num_steps):
-            step = self.step_embeddings[n].unsqueeze(0).expand(state.shape[0], -1)
-            control = self.mlp(torch.cat([latent, state, step], dim=-1)).clamp(-self.control_clip, self.control_clip)
+            pre_activation = self.latent_in(latent) + state_projection + self.step_biases[n]
+            control = self.hidden(pre_activation).clamp(-self.control_clip, self.control_clip)
             latent = latent + self.etas[n] * (-latent * self.prior_precision + self.control_scale * control)
         return self.action_scale * torch.tanh(latent.clamp(-self.pre_tanh_limit, self.pre_tanh_limit))
 
