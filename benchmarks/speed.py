@@ -1,0 +1,202 @@
+"""Cost per iteration, TruDi vs RSL-RL PPO, in one run: rollout, returns and update time, env-steps/s, memory.
+
+    python benchmarks/speed.py --task Hopper-v5 --iterations 5                       # embedded Gymnasium task
+    python benchmarks/speed.py --task synthetic --num-envs 256 --obs-dim 48 --action-dim 12
+    python benchmarks/speed.py --task Isaac-Ant --num-envs 256                       # in the Isaac Lab venv
+
+Both algorithms train through the same ``OnPolicyRunner`` on the same environment, with the same number of envs
+and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``process_env_step``,
+``compute_returns`` and ``update`` are wrapped with timers (the environment step counts as rollout), and the first
+iteration is discarded as warm-up. ``synthetic`` is an environment that returns random observations of the
+given size at no cost: it isolates the algorithm. The storage's size is counted from its tensors. Results are
+appended to ``docs/results/speed.json`` and the table in ``docs/results/speed.md`` is rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from datetime import date
+
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from trudi.rsl_rl import OnPolicyRunner
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
+
+
+class SyntheticEnv(VecEnv):
+    """Random observations and rewards of a fixed size, episodes of ``episode_length`` steps: no simulation cost."""
+
+    def __init__(self, num_envs: int, obs_dim: int, action_dim: int, device: str, episode_length: int = 500) -> None:
+        self.num_envs, self.num_actions, self.device = num_envs, action_dim, device
+        self.obs_dim, self.max_episode_length = obs_dim, episode_length
+        self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.cfg = {"task": "synthetic", "obs_dim": obs_dim, "action_dim": action_dim}
+
+    def get_observations(self) -> TensorDict:
+        """Fresh random observations in the group ``policy``."""
+        obs = torch.randn(self.num_envs, self.obs_dim, device=self.device)
+        return TensorDict({"policy": obs}, batch_size=[self.num_envs], device=self.device)
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+        """Random observations and rewards; episodes time out after ``episode_length`` steps."""
+        self.episode_length_buf += 1
+        time_outs = self.episode_length_buf >= self.max_episode_length
+        self.episode_length_buf[time_outs] = 0
+        rewards = torch.randn(self.num_envs, device=self.device)
+        return self.get_observations(), rewards, time_outs.long(), {"time_outs": time_outs}
+
+
+def _timed(obj: object, name: str, totals: dict[str, float], key: str, sync) -> None:
+    """Wrap ``obj.name`` so its wall time (device-synchronised) accumulates in ``totals[key]``."""
+    method = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        result = method(*args, **kwargs)
+        sync()
+        totals[key] += time.perf_counter() - start
+        return result
+
+    setattr(obj, name, wrapper)
+
+
+def make_env(args: argparse.Namespace):
+    """The environment and the TruDi/PPO configs for ``args.task``."""
+    if args.task == "synthetic":
+        from trudi.tasks import ppo_train_cfg, trudi_train_cfg
+
+        env = SyntheticEnv(args.num_envs, args.obs_dim, args.action_dim, args.device)
+        critic = {"value_min": -10.0, "value_max": 10.0}
+        return env, trudi_train_cfg("synthetic", num_steps_per_env=24, critic=critic), ppo_train_cfg("synthetic", 24)
+    if args.task.startswith("Isaac"):
+        import gymnasium as gym
+        from isaaclab.app import launch_simulation
+        from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+
+        from trudi_isaaclab.workflow import resolve_agent_cfg
+
+        device = [f"agent.device={args.device}"]
+        env_cfg, trudi_cfg = resolve_agent_cfg(args.task, "trudi", device)
+        _, ppo_cfg = resolve_agent_cfg(args.task, "ppo", device)
+        env_cfg.sim.device = args.device
+        env_cfg.scene.num_envs = args.num_envs
+        launch_simulation(env_cfg, {"device": args.device, "visualizer": "none"}).__enter__()
+        env = RslRlVecEnvWrapper(gym.make(args.task, cfg=env_cfg), clip_actions=trudi_cfg.clip_actions)
+        return env, trudi_cfg.to_dict(), ppo_cfg.to_dict()
+    from trudi.tasks import get_task, train_cfg
+
+    task = get_task(args.task)
+    env = task.make_env(args.num_envs or task.num_envs, 0, args.device)
+    return env, train_cfg(args.task, "trudi"), train_cfg(args.task, "ppo")
+
+
+def measure(env: VecEnv, cfg: dict, iterations: int, device: str) -> dict:
+    """Train ``iterations`` + 1 iterations and return the per-iteration means (first iteration excluded)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    runner = OnPolicyRunner(env, cfg, log_dir=None, device=device)
+    totals = {"rollout": 0.0, "returns": 0.0, "update": 0.0}
+    runner.learn(1)  # warm-up: first-call allocations, lazy initialisation, auto critic support
+    for name, key in (("act", "rollout"), ("process_env_step", "rollout"), ("compute_returns", "returns")):
+        _timed(runner.alg, name, totals, key, sync)
+    _timed(runner.alg, "update", totals, "update", sync)
+    _timed(env, "step", totals, "rollout", sync)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    runner.learn(iterations)  # RSL-RL runs `iterations` more iterations after the first call
+    wall = time.perf_counter() - start
+    steps = iterations * env.num_envs * cfg["num_steps_per_env"]
+    storage = runner.alg.storage
+    storage_bytes = sum(t.numel() * t.element_size() for t in vars(storage).values() if isinstance(t, torch.Tensor))
+    for value in vars(storage).values():
+        if isinstance(value, TensorDict):
+            storage_bytes += sum(t.numel() * t.element_size() for t in value.values())
+    row = {k: v / iterations for k, v in totals.items()} | {"iteration": wall / iterations, "steps_per_s": steps / wall}
+    row["storage_mb"] = storage_bytes / 2**20
+    if device.startswith("cuda"):
+        row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def main() -> None:
+    """Measure TruDi and PPO on one task and update the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="Hopper-v5")
+    parser.add_argument("--num-envs", type=int, default=None)
+    parser.add_argument("--obs-dim", type=int, default=48, help="synthetic task only")
+    parser.add_argument("--action-dim", type=int, default=12, help="synthetic task only")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--note", default="", help="what changed, for before/after rows")
+    args = parser.parse_args()
+    if args.task == "synthetic" and args.num_envs is None:
+        args.num_envs = 256
+
+    env, trudi_cfg, ppo_cfg = make_env(args)
+    ppo_cfg["num_steps_per_env"] = trudi_cfg["num_steps_per_env"]  # same batch for both
+    torch.manual_seed(0)
+    trudi = measure(env, trudi_cfg, args.iterations, args.device)
+    ppo = measure(env, ppo_cfg, args.iterations, args.device)
+    if args.device.startswith("cuda"):
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"CPU ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
+    entry = {
+        "date": str(date.today()),
+        "device": device,
+        "task": args.task,
+        "num_envs": env.num_envs,
+        "num_steps_per_env": trudi_cfg["num_steps_per_env"],
+        "trudi": trudi,
+        "ppo": ppo,
+        "ratio_time_per_step": ppo["steps_per_s"] / trudi["steps_per_s"],
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "note": args.note,
+    }
+    path = os.path.join(RESULTS_DIR, "speed.json")
+    entries = json.load(open(path)) if os.path.isfile(path) else []
+    entries.append(entry)
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(path, "w") as file:
+        json.dump(entries, file, indent=1)
+    write_table(entries)
+
+
+def write_table(entries: list[dict]) -> None:
+    """Rebuild docs/results/speed.md from every measured entry."""
+    lines = [
+        "# Cost per iteration: TruDi vs RSL-RL PPO (measured by benchmarks/speed.py)",
+        "",
+        "Seconds per iteration (mean over the measured iterations, the first excluded); rollout includes the",
+        "environment step. Ratio = TruDi's wall-clock per env step / PPO's, both measured in the same run.",
+        "",
+        "| date | device | task | envs x steps | algo | rollout | returns | update | iteration | env-steps/s |"
+        " ratio | storage MB | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        for algo in ("trudi", "ppo"):
+            r = e[algo]
+            ratio = f"{e['ratio_time_per_step']:.2f}x" if algo == "trudi" else ""
+            storage = f"{r['storage_mb']:.0f}" if algo == "trudi" else ""
+            lines.append(
+                f"| {e['date']} | {e['device']} | {e['task']} | {e['num_envs']} x {e['num_steps_per_env']} | {algo} |"
+                f" {r['rollout']:.3f} | {r['returns']:.3f} | {r['update']:.3f} | {r['iteration']:.3f} |"
+                f" {r['steps_per_s']:,.0f} | {ratio} | {storage} | {e['note']} |"
+            )
+    with open(os.path.join(RESULTS_DIR, "speed.md"), "w") as file:
+        file.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
