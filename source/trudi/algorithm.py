@@ -25,6 +25,8 @@ DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
 """Critic class used when a config names only the algorithm and the actor."""
 DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
+MAX_STATS = ("kl_max",)
+"""Logged statistics reduced by a maximum across ranks; all others are averaged."""
 
 
 class TruDi:
@@ -155,6 +157,7 @@ class TruDi:
         )
         self.is_multi_gpu = multi_gpu_cfg is not None
         self.gpu_world_size = multi_gpu_cfg["world_size"] if multi_gpu_cfg else 1
+        self.gpu_global_rank = multi_gpu_cfg["global_rank"] if multi_gpu_cfg else 0
         self.grad_reduce_bucket_mb = grad_reduce_bucket_mb
         self.rnd = None
         self.intrinsic_rewards = None
@@ -267,14 +270,16 @@ class TruDi:
     # ------------------------------------------------------------------ update
 
     def update(self) -> dict[str, float]:
-        """Train critic, actor and duals on the stored rollout; returns the SPEC section 5 diagnostics."""
-        stats: dict[str, torch.Tensor] = {}
-        num_updates = 0
+        """Train critic, actor and duals on the stored rollout; returns the SPEC section 5 diagnostics.
+
+        Under torchrun the diagnostics are those of the global batch (see :meth:`_reduce_stats`), identical on every
+        rank, so rank 0 logs the global numbers.
+        """
+        stats: dict[str, list[torch.Tensor]] = {}
         for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
             batch_stats = self._critic_step(batch) | self._actor_step(batch)
             for key, value in batch_stats.items():
-                stats[key] = stats.get(key, 0.0) + value.detach()
-            num_updates += 1
+                stats.setdefault(key, []).append(value.detach())
 
         # Normalisers change only here, after the update, so rollout and update saw the same statistics.
         observations = self.storage.observations.flatten(0, 1)
@@ -283,7 +288,7 @@ class TruDi:
         self.old_actor.load_state_dict(self.actor.state_dict())
         self.storage.clear()
 
-        loss_dict = {key: float(value / num_updates) for key, value in stats.items()}
+        loss_dict = self._reduce_stats(stats)
         self._raise_if_nonfinite("update", loss_dict)
         loss_dict |= self._state_diagnostics()
         if loss_dict["clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
@@ -346,6 +351,23 @@ class TruDi:
         }
         stats |= {f"kl_step_{n}": value for n, value in enumerate(kl_per_step)}
         return stats
+
+    def _reduce_stats(self, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+        """Average each statistic over the mini-batches; under torchrun, first reduce each mini-batch over the ranks.
+
+        Per mini-batch, the statistics in :data:`MAX_STATS` take the maximum over ranks and the others the mean. With
+        equal per-rank batch sizes (as torchrun runs have) that is what one process would log for the concatenated
+        mini-batch, because every statistic is a batch mean or a batch maximum. Two collectives per update.
+        """
+        keys = list(stats)
+        table = torch.stack([torch.stack(stats[key]) for key in keys])  # (num_stats, num_updates)
+        if self.is_multi_gpu:
+            maxima = table.clone()
+            torch.distributed.all_reduce(table, op=torch.distributed.ReduceOp.SUM)
+            torch.distributed.all_reduce(maxima, op=torch.distributed.ReduceOp.MAX)
+            use_max = torch.tensor([key in MAX_STATS for key in keys], device=table.device).unsqueeze(-1)
+            table = torch.where(use_max, maxima, table / self.gpu_world_size)
+        return dict(zip(keys, table.mean(-1).tolist(), strict=True))
 
     def _apply_gradients(self, loss: torch.Tensor, clipped_params: Iterable[nn.Parameter]) -> None:
         """Backward, average across ranks, clip the given parameters' gradient norm and step."""
@@ -431,14 +453,19 @@ class TruDi:
             self.old_actor.load_state_dict(self.actor.state_dict())
         if load_cfg.get("duals") and "duals_state_dict" in loaded_dict:
             self.duals.load_state_dict(loaded_dict["duals_state_dict"], strict=strict)
-        if load_cfg.get("rng") and "rng_state" in loaded_dict:
+        # Only rank 0's generators are in a checkpoint; the other ranks keep their own (per-rank seeded) ones, or every
+        # rank would draw the same noise after a resume.
+        if load_cfg.get("rng") and "rng_state" in loaded_dict and self.gpu_global_rank == 0:
             torch.set_rng_state(loaded_dict["rng_state"]["torch"].cpu())
             if "cuda" in loaded_dict["rng_state"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(loaded_dict["rng_state"]["cuda"])
         return bool(load_cfg.get("iteration"))
 
     def broadcast_parameters(self) -> None:
-        """Copy rank 0's models, old actor and duals to every rank."""
+        """Copy rank 0's models, old actor and duals (with the normaliser statistics and critic support) to every rank.
+
+        The optimizer state is not sent: it is empty at the start and restored from the same checkpoint on a resume.
+        """
         for module in (self.actor, self.critic, self.old_actor, self.duals):
             for tensor in module.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
@@ -489,8 +516,17 @@ class TruDi:
             self._nonfinite[name] = bad if name not in self._nonfinite else self._nonfinite[name] | bad
 
     def _raise_if_nonfinite(self, stage: str, losses: dict[str, float] | None = None) -> None:
-        """Stop training (before anything is saved) if the rollout, a loss or a parameter went non-finite."""
-        culprits = [name for name, flag in self._nonfinite.items() if bool(flag)]
+        """Stop training (before anything is saved) if the rollout, a loss or a parameter went non-finite.
+
+        Under torchrun the rollout flags are OR-ed over the ranks so that all ranks stop together instead of the
+        healthy ones waiting forever in the next collective; losses and parameters already agree across ranks.
+        """
+        flags = self._nonfinite
+        if self.is_multi_gpu and flags:
+            stacked = torch.stack(list(flags.values())).float()
+            torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.MAX)
+            flags = dict(zip(flags, stacked.bool(), strict=True))
+        culprits = [name for name, flag in flags.items() if bool(flag)]
         self._nonfinite.clear()
         if losses is not None:
             culprits += [f"loss '{key}'" for key, value in losses.items() if not torch.isfinite(torch.tensor(value))]
