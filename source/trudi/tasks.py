@@ -115,12 +115,12 @@ TASKS: dict[str, EmbeddedTask] = {
         train_cfgs={
             "trudi": trudi_train_cfg(
                 "inverted_pendulum",
-                max_iterations=60,
+                max_iterations=200,
                 actor=_SMALL_ACTOR,
                 critic=_SMALL_CRITIC,
                 algorithm={"num_mini_batches": 4, "num_learning_epochs": 2},
             ),
-            "ppo": ppo_train_cfg("inverted_pendulum", max_iterations=60),
+            "ppo": ppo_train_cfg("inverted_pendulum", max_iterations=200),
         },
         description="Gymnasium MuJoCo cart-pole balancing (return 1 per step, up to 1000).",
     ),
