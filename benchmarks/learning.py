@@ -3,6 +3,11 @@
     python benchmarks/learning.py --suite gym --algos trudi ppo --seeds 3 --env-steps 300000
     python benchmarks/learning.py --suite isaaclab --env-steps 2000000        # in the Isaac Lab venv
     python benchmarks/learning.py --suite gym --report-only                   # tables and plots from saved runs
+    python benchmarks/learning.py --suite smoke --algos trudi --out docs/results/ablations \
+        --variant N4 agent.actor.num_denoising_steps=4 --variant eval-SDE eval_sampler=sde     # TruDi variants
+
+A ``--variant LABEL [agent.key=value ...]`` runs TruDi with those overrides under the name ``trudi[LABEL]``;
+the token ``eval_sampler=sde`` evaluates the stochastic (SDE) policy instead of the deterministic one.
 
 Each (task, algo, seed) trains in its own process, evaluates the deterministic policy every ``--eval-every``
 env steps and saves a checkpoint and its curve after each evaluation. A run that was cut off resumes from its
@@ -37,21 +42,21 @@ SUITES = {
 RESULTS_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results", "learning")
 
 
-def run_name(task: str, algo: str, seed: int) -> str:
-    """Folder name of one (task, algo, seed) run."""
-    return f"{task}_{algo}_s{seed}"
+def run_name(task: str, label: str, seed: int) -> str:
+    """Folder name of one (task, algo or variant, seed) run."""
+    return f"{task}_{label}_s{seed}"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # one run (child process)
 
 
-def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str):
+def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str, overrides: list[str]):
     from trudi.tasks import get_task, train_cfg
-    from trudi.workflow import seed_everything
+    from trudi.workflow import merge_agent_cfg, seed_everything
 
     embedded = get_task(task)
-    cfg = train_cfg(task, algo)
+    cfg = merge_agent_cfg(train_cfg(task, algo), None, overrides)
     cfg["seed"] = seed
     seed_everything(seed)
     num_envs = num_envs or embedded.num_envs
@@ -60,14 +65,14 @@ def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, devic
     return cfg, train_env, eval_env, None
 
 
-def _isaaclab_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str):
+def _isaaclab_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str, overrides: list[str]):
     import gymnasium as gym
     from isaaclab.app import launch_simulation
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
 
     from trudi_isaaclab.workflow import resolve_agent_cfg
 
-    env_cfg, agent_cfg = resolve_agent_cfg(task, algo, [f"agent.device={device}", f"agent.seed={seed}"])
+    env_cfg, agent_cfg = resolve_agent_cfg(task, algo, [*overrides, f"agent.device={device}", f"agent.seed={seed}"])
     env_cfg.sim.device = device
     env_cfg.seed = seed
     if num_envs is not None:
@@ -84,24 +89,33 @@ def train_one(args: argparse.Namespace) -> None:
     from trudi.workflow import evaluate
 
     task, algo, seed = args.task, args.algos[0], args.seed
-    run_dir = os.path.join(args.out, "runs", run_name(task, algo, seed))
+    overrides = [token for token in args.overrides if not token.startswith("eval_sampler=")]
+    stochastic_eval = "eval_sampler=sde" in args.overrides
+    label = f"{algo}[{args.label}]" if args.label else algo
+    run_dir = os.path.join(args.out, "runs", run_name(task, label, seed))
     os.makedirs(run_dir, exist_ok=True)
     curve_path, model_path = os.path.join(run_dir, "curve.json"), os.path.join(run_dir, "model.pt")
     setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
-    cfg, train_env, eval_env, simulation = setup(task, algo, seed, args.num_envs, args.device)
+    cfg, train_env, eval_env, simulation = setup(task, algo, seed, args.num_envs, args.device, overrides)
     runner = OnPolicyRunner(train_env, cfg, log_dir=None, device=args.device)
     steps_per_iteration = train_env.num_envs * cfg["num_steps_per_env"]
     iterations_per_eval = max(1, round(args.eval_every / steps_per_iteration))
     total_iterations = math.ceil(args.env_steps / steps_per_iteration)
 
-    curve = {"task": task, "algo": algo, "seed": seed, "num_envs": train_env.num_envs, "points": []}
+    curve = {"task": task, "algo": label, "seed": seed, "num_envs": train_env.num_envs, "points": []}
+    curve["overrides"] = args.overrides
+
+    def eval_policy():
+        policy = runner.get_inference_policy()
+        return (lambda obs: policy(obs, stochastic_output=True)) if stochastic_eval else policy
+
     if os.path.isfile(model_path) and os.path.isfile(curve_path):
         runner.load(model_path, map_location=args.device)
         with open(curve_path) as file:
             curve = json.load(file)
         print(f"[learning] {run_dir}: resuming after {curve['points'][-1]['iteration']} iterations", flush=True)
     else:
-        mean, std = evaluate(runner.get_inference_policy(), eval_env, args.eval_episodes)
+        mean, std = evaluate(eval_policy(), eval_env, args.eval_episodes)
         curve["points"].append({"iteration": 0, "env_steps": 0, "wall_s": 0.0, "return_mean": mean, "return_std": std})
 
     # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
@@ -113,7 +127,7 @@ def train_one(args: argparse.Namespace) -> None:
         runner.learn(chunk, init_at_random_ep_len=iteration == 0)
         wall += time.perf_counter() - start
         iteration += chunk
-        mean, std = evaluate(runner.get_inference_policy(), eval_env, args.eval_episodes)
+        mean, std = evaluate(eval_policy(), eval_env, args.eval_episodes)
         curve["points"].append(
             {
                 "iteration": iteration,
@@ -123,7 +137,7 @@ def train_one(args: argparse.Namespace) -> None:
                 "return_std": std,
             }
         )
-        print(f"[learning] {task} {algo} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
+        print(f"[learning] {task} {label} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
         runner.save(model_path)  # atomic (trudi's runner): a cut-off run resumes from here
         _write_json_atomically(curve_path, curve)
     if simulation is not None:
@@ -143,15 +157,17 @@ def _write_json_atomically(path: str, data: dict) -> None:
 
 
 def run_suite(args: argparse.Namespace) -> None:
-    """Run every missing or unfinished (task, algo, seed) in a child process, one at a time."""
-    for task in SUITES[args.suite]:
-        for algo in args.algos:
+    """Run every missing or unfinished (task, algo or variant, seed) in a child process, one at a time."""
+    runs = [(algo, None, []) for algo in args.algos] + [("trudi", v[0], v[1:]) for v in args.variant or []]
+    for task in args.tasks or SUITES[args.suite]:
+        for algo, label, overrides in runs:
             for seed in range(args.seeds):
                 command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", algo]
+                command += (["--label", label] if label else []) + [f"--overrides={o}" for o in overrides]
                 command += ["--seed", str(seed), "--env-steps", str(args.env_steps), "--out", args.out]
                 command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
                 command += ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
-                print(f"[learning] {' '.join(command[2:])}", flush=True)
+                print(f"[learning] {' '.join(command[3:])}", flush=True)
                 subprocess.run(command, check=True)
 
 
@@ -253,6 +269,8 @@ def main() -> None:
     """Parse flags, then run the suite (or one run) and write the report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="smoke")
+    parser.add_argument("--tasks", nargs="+", default=None, help="a subset of the suite's tasks")
+    parser.add_argument("--variant", nargs="+", action="append", metavar="LABEL [agent.k=v ...]")
     parser.add_argument("--algos", nargs="+", default=["trudi", "ppo"], choices=["trudi", "ppo"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--env-steps", type=int, default=200_000, help="training budget per run")
@@ -264,6 +282,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--label", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out = os.path.abspath(args.out or os.path.join(RESULTS_ROOT, args.suite))
