@@ -5,9 +5,7 @@ Usage: ``python scripts/list_tasks.py``
 
 from __future__ import annotations
 
-import importlib.util
-
-from trudi.tasks import TASKS
+from trudi.tasks import TASKS, isaaclab_installed
 
 
 def main() -> None:
@@ -15,7 +13,7 @@ def main() -> None:
     print("Embedded tasks (no Isaac Lab needed):")
     for name, task in TASKS.items():
         print(f"  {name:<24} {task.description}")
-    if importlib.util.find_spec("isaaclab_rl") is None or importlib.util.find_spec("trudi_isaaclab") is None:
+    if not isaaclab_installed():
         print("Isaac Lab is not installed here: no Isaac Lab tasks.")
         return
     import trudi_isaaclab.tasks  # noqa: F401  (registers the TruDi agent key)

@@ -11,13 +11,12 @@ The exports land in ``<run dir>/exported/policy.pt`` and ``policy.onnx``; they t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
+from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, require_isaaclab, train_cfg
 from trudi.workflow import LOG_ROOT, evaluate, export_policy, merge_agent_cfg, resolve_checkpoint, seed_everything
 
 
@@ -45,11 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Evaluate and export; returns the mean/std return and the export paths."""
     args, overrides = parse_args(argv)
     if args.task not in TASKS:
-        if importlib.util.find_spec("isaaclab_rl") is None or importlib.util.find_spec("trudi_isaaclab") is None:
-            raise ConfigError(
-                f"--task={args.task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only"
-                f" the embedded tasks are available: {', '.join(TASKS)}."
-            )
+        require_isaaclab(args.task)
         from trudi_isaaclab.workflow import play
 
         return play(args, overrides)

@@ -17,13 +17,12 @@ Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, train_cfg
+from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, isaaclab_installed, require_isaaclab, train_cfg
 from trudi.workflow import LOG_ROOT, dump_params, merge_agent_cfg, new_log_dir, resolve_checkpoint, seed_everything
 
 
@@ -60,11 +59,7 @@ def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]
     args, rest = parser.parse_known_args(argv)
     if args.task in TASKS:
         return None
-    if importlib.util.find_spec("isaaclab_rl") is None or importlib.util.find_spec("trudi_isaaclab") is None:
-        raise ConfigError(
-            f"--task={args.task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only the"
-            f" embedded tasks are available: {', '.join(TASKS)}."
-        )
+    require_isaaclab(args.task)
     overrides = [token for token in rest if token.startswith("agent.")]
     return args, [token for token in rest if not token.startswith("agent.")], overrides
 
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> str | None:
         agent_cfg["run_name"] = args.run_name
     agent_cfg["device"] = args.device
     num_envs = args.num_envs or task.num_envs
-    isaaclab = "" if importlib.util.find_spec("isaaclab_rl") else " (Isaac Lab is not installed: embedded tasks only)"
+    isaaclab = "" if isaaclab_installed() else " (Isaac Lab is not installed: embedded tasks only)"
     print(f"[trudi] embedded task '{args.task}': {task.description}{isaaclab}")
 
     seed_everything(agent_cfg["seed"])

@@ -8,11 +8,13 @@ same runner, same environments, same rollout size.
 from __future__ import annotations
 
 import copy
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rsl_rl.env import VecEnv
 
+from trudi.config import ConfigError
 from trudi.envs import GymVecEnv, TwoModeBandit
 
 DEFAULT_TASK = "InvertedPendulum-v5"
@@ -165,6 +167,22 @@ def get_task(name: str) -> EmbeddedTask:
     if name not in TASKS:
         raise ValueError(f"task={name!r} is not an embedded task; known: {', '.join(TASKS)}.")
     return TASKS[name]
+
+
+def isaaclab_installed() -> bool:
+    """Whether Isaac Lab's RSL-RL package and the ``trudi_isaaclab`` extension can be imported here."""
+    return (
+        importlib.util.find_spec("isaaclab_rl") is not None and importlib.util.find_spec("trudi_isaaclab") is not None
+    )
+
+
+def require_isaaclab(task: str) -> None:
+    """Fail with a one-line ConfigError when ``task`` is not embedded and Isaac Lab is not installed."""
+    if not isaaclab_installed():
+        raise ConfigError(
+            f"--task={task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only the"
+            f" embedded tasks are available: {', '.join(TASKS)}."
+        )
 
 
 def train_cfg(task: str, algo: str) -> dict:

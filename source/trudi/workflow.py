@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
@@ -27,6 +27,21 @@ LOG_ROOT = os.path.join("logs", "rsl_rl")
 """Where runs are written, relative to the working directory (as in Isaac Lab)."""
 
 
+def load_agent_yaml(path: str) -> DictConfig:
+    """Read a ``--agent_cfg`` YAML: a mapping of agent config keys; anything else is a one-line ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--agent_cfg={path!r} is invalid: no such file.")
+    try:
+        loaded = OmegaConf.load(path)
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+        raise ConfigError(
+            f"--agent_cfg={path!r} is invalid: not a readable YAML mapping ({_one_line(error)})."
+        ) from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"--agent_cfg={path!r} is invalid: the file must hold a mapping of config keys.")
+    return loaded
+
+
 def merge_agent_cfg(cfg: dict, yaml_path: str | None = None, overrides: list[str] | None = None) -> dict:
     """Merge a YAML file and then ``agent.key.sub=value`` overrides over a train config.
 
@@ -35,17 +50,7 @@ def merge_agent_cfg(cfg: dict, yaml_path: str | None = None, overrides: list[str
     """
     merged = OmegaConf.create(cfg)
     if yaml_path is not None:
-        if not os.path.isfile(yaml_path):
-            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: no such file.")
-        try:
-            loaded = OmegaConf.load(yaml_path)
-        except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
-            raise ConfigError(
-                f"--agent_cfg={yaml_path!r} is invalid: not a readable YAML mapping ({_one_line(error)})."
-            ) from None
-        if not isinstance(loaded, type(merged)):
-            raise ConfigError(f"--agent_cfg={yaml_path!r} is invalid: the file must hold a mapping of config keys.")
-        merged = OmegaConf.merge(merged, loaded)
+        merged = OmegaConf.merge(merged, load_agent_yaml(yaml_path))
     for item in overrides or []:
         key = item.split("=", 1)[0][len("agent.") :]
         if "=" not in item or not item.startswith("agent.") or not key or "" in key.split("."):

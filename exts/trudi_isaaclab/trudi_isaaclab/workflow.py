@@ -13,10 +13,10 @@ import argparse
 import os
 from importlib.metadata import version
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from trudi.config import ConfigError
-from trudi.workflow import LOG_ROOT, check_train_cfg, evaluate, export_policy, resolve_checkpoint
+from trudi.workflow import LOG_ROOT, check_train_cfg, evaluate, export_policy, load_agent_yaml, resolve_checkpoint
 from trudi_isaaclab.registration import PPO_ENTRY_POINT, TRUDI_ENTRY_POINT
 
 AGENT_KEYS = {"trudi": TRUDI_ENTRY_POINT, "ppo": PPO_ENTRY_POINT}
@@ -25,14 +25,7 @@ AGENT_KEYS = {"trudi": TRUDI_ENTRY_POINT, "ppo": PPO_ENTRY_POINT}
 
 def yaml_overrides(path: str) -> list[str]:
     """Turn a YAML of agent config keys into ``agent.<dotted.key>=<value>`` overrides (one per leaf)."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"--agent_cfg={path!r} is invalid: no such file.")
-    try:
-        loaded = OmegaConf.load(path)
-    except Exception as error:  # omegaconf and yaml raise several unrelated types for unreadable files
-        raise ConfigError(f"--agent_cfg={path!r} is invalid: not a readable YAML mapping ({error}).") from None
-    if not isinstance(loaded, DictConfig):
-        raise ConfigError(f"--agent_cfg={path!r} is invalid: the file must hold a mapping of agent config keys.")
+    loaded = load_agent_yaml(path)
     overrides: list[str] = []
 
     def flatten(node: DictConfig, prefix: str) -> None:
@@ -61,10 +54,16 @@ def _hydra_value(value: object) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _dedupe_overrides(overrides: list[str]) -> list[str]:
-    """Keep the last override of each key (command line after YAML), in first-seen order."""
+def agent_overrides(args: argparse.Namespace, overrides: list[str], device: str | None) -> list[str]:
+    """The ``--agent_cfg`` YAML's overrides, then the command line's, then ``agent.device``; the last of a key wins.
+
+    Kept in first-seen order, one per key, because Hydra refuses a key given twice.
+    """
+    merged = (yaml_overrides(args.agent_cfg) if args.agent_cfg is not None else []) + overrides
+    if device is not None:
+        merged.append(f"agent.device={device}")
     latest: dict[str, str] = {}
-    for item in overrides:
+    for item in merged:
         latest[item.split("=", 1)[0]] = item
     return list(latest.values())
 
@@ -97,11 +96,7 @@ def train(args: argparse.Namespace, passthrough: list[str], overrides: list[str]
     """
     from isaaclab_rl.entrypoints import run_train_cli
 
-    if args.agent_cfg is not None:
-        overrides = yaml_overrides(args.agent_cfg) + overrides
-    if args.device is not None:
-        overrides = [*overrides, f"agent.device={args.device}"]
-    overrides = _dedupe_overrides(overrides)
+    overrides = agent_overrides(args, overrides, args.device)
     resolve_agent_cfg(args.task, args.algo, overrides)  # fail with one clear line before the simulator starts
     argv = ["--rl_library", "rsl_rl", "--task", args.task, "--agent", AGENT_KEYS[args.algo]]
     if args.num_envs is not None:
@@ -119,10 +114,8 @@ def play(args: argparse.Namespace, overrides: list[str]) -> dict:
     from isaaclab.app import launch_simulation
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper, create_rsl_rl_runner
 
-    if args.agent_cfg is not None:
-        overrides = yaml_overrides(args.agent_cfg) + overrides
     device = args.device or "cpu"
-    overrides = _dedupe_overrides([*overrides, f"agent.device={device}"])
+    overrides = agent_overrides(args, overrides, device)
     env_cfg, agent_cfg = resolve_agent_cfg(args.task, args.algo, overrides, play_mode=True)
     env_cfg.sim.device = device
     if args.num_envs is not None:
