@@ -11,7 +11,9 @@ the token ``eval_sampler=sde`` evaluates the stochastic (SDE) policy instead of 
 
 Each (task, algo, seed) trains in its own process, evaluates the deterministic policy every ``--eval-every``
 env steps and saves a checkpoint and its curve after each evaluation. A run that was cut off resumes from its
-last checkpoint, so a suite can be completed over several sittings. Written under ``--out`` (default
+last checkpoint, so a suite can be completed over several sittings. Checkpoints are not committed: a run whose
+committed curve already reaches the budget is skipped, and one that would need its missing checkpoint stops with a
+message instead of overwriting its curve. Written under ``--out`` (default
 ``docs/results/learning/<suite>``): ``runs/<task>_<algo>_s<seed>/curve.json`` (and ``model.pt``, not committed),
 ``curves.csv``, ``summary.json``, ``summary.md`` and ``curves.png``.
 
@@ -95,6 +97,17 @@ def train_one(args: argparse.Namespace) -> None:
     run_dir = os.path.join(args.out, "runs", run_name(task, label, seed))
     os.makedirs(run_dir, exist_ok=True)
     curve_path, model_path = os.path.join(run_dir, "curve.json"), os.path.join(run_dir, "model.pt")
+    if os.path.isfile(curve_path) and not os.path.isfile(model_path):
+        # Checkpoints are not committed: a committed curve is kept when complete, never overwritten by a restart.
+        with open(curve_path) as file:
+            reached = json.load(file)["points"][-1]["env_steps"]
+        if reached >= args.env_steps:
+            print(f"[learning] {run_dir}: complete ({reached} env steps), nothing to do")
+            return
+        raise SystemExit(
+            f"[learning] {run_dir} has a curve up to {reached} env steps but no model.pt to resume from; move the"
+            " folder away to retrain it from scratch, or pass an --env-steps it has already reached."
+        )
     setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
     cfg, train_env, eval_env, simulation = setup(task, algo, seed, args.num_envs, args.device, overrides)
     runner = OnPolicyRunner(train_env, cfg, log_dir=None, device=args.device)
@@ -168,7 +181,9 @@ def run_suite(args: argparse.Namespace) -> None:
                 command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
                 command += ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
                 print(f"[learning] {' '.join(command[3:])}", flush=True)
-                subprocess.run(command, check=True)
+                returncode = subprocess.run(command).returncode
+                if returncode:
+                    raise SystemExit(returncode)  # the run printed why; later runs wait until it is fixed
 
 
 def load_curves(out: str) -> list[dict]:
