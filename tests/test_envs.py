@@ -209,3 +209,57 @@ def test_mode_shares():
     assert low == pytest.approx(0.3) and high == pytest.approx(0.6)
     assert env.mode_shares(actions.squeeze(-1), radius=0.01) == (0.0, 0.0)
     assert mode_shares(actions, modes=(0.0,), radius=0.1) == (pytest.approx(0.1),)
+
+
+class FixedLengthEpisodes(VecEnv):
+    """Environment ``i`` ends every episode after ``lengths[i]`` steps with reward 1 per step; resets on ``reset``."""
+
+    def __init__(self, lengths: list[int]) -> None:
+        self.num_envs, self.num_actions, self.device = len(lengths), 1, "cpu"
+        self.max_episode_length = max(lengths)
+        self.lengths = torch.tensor(lengths)
+        self.episode_length_buf = torch.zeros(self.num_envs, dtype=torch.long)
+        self.cfg = {}
+
+    def get_observations(self) -> TensorDict:
+        return TensorDict({"policy": torch.zeros(self.num_envs, 1)}, batch_size=[self.num_envs])
+
+    def reset(self) -> tuple[TensorDict, dict]:
+        self.episode_length_buf.zero_()
+        return self.get_observations(), {}
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+        self.episode_length_buf += 1
+        dones = self.episode_length_buf >= self.lengths
+        self.episode_length_buf[dones] = 0
+        return self.get_observations(), torch.ones(self.num_envs), dones.long(), {}
+
+
+@pytest.mark.parametrize(("num_episodes", "expected"), [(3, [5, 1, 3]), (4, [5, 1, 3, 2]), (6, [5, 1, 3, 2, 5, 1])])
+def test_evaluate_counts_whole_episodes_in_env_order(num_episodes, expected):
+    """Episodes after a reset, in environment order: not the shortest first, and no episode cut by an earlier call."""
+    from trudi.workflow import evaluate
+
+    env = FixedLengthEpisodes([5, 1, 3, 2])
+    for _ in range(3):  # leave the environments mid-episode, as a training rollout does
+        env.step(torch.zeros(4, 1))
+    mean, std = evaluate(lambda obs: torch.zeros(4, 1), env, num_episodes)
+    assert mean == pytest.approx(np.mean(expected))
+    assert std == pytest.approx(np.std(expected))
+
+
+def test_evaluate_names_unfinished_episodes():
+    from trudi.workflow import evaluate
+
+    env = FixedLengthEpisodes([5, 1, 3, 2])
+    with pytest.raises(RuntimeError, match="only 2 of 4 evaluation episodes finished within 2 steps"):
+        evaluate(lambda obs: torch.zeros(4, 1), env, 4, max_steps=2)
+
+
+def test_gym_reset_starts_new_episodes(pendulum):
+    pendulum.step(torch.zeros(NUM_ENVS, 1))
+    assert bool((pendulum.episode_length_buf == 1).all())
+    obs, extras = pendulum.reset()
+    assert obs["policy"].shape == (NUM_ENVS, 4)
+    assert torch.equal(obs["policy"], pendulum.get_observations()["policy"])
+    assert bool((pendulum.episode_length_buf == 0).all()) and extras == {}

@@ -134,23 +134,40 @@ def resolve_checkpoint(experiment_dir: str, run: str = ".*", checkpoint: str = r
 
 @torch.no_grad()
 def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int | None = None) -> tuple[float, float]:
-    """Mean and std of undiscounted returns of the first ``num_episodes`` finished episodes of ``policy``."""
-    obs = env.get_observations()
-    running = torch.zeros(env.num_envs, device=env.device)
-    finished: list[float] = []
-    max_steps = max_steps or 10 * int(env.max_episode_length) * max(1, -(-num_episodes // env.num_envs))
+    """Mean and std of the undiscounted returns of ``num_episodes`` whole episodes of ``policy``.
+
+    ``env`` is reset first (``env.reset()``, as Isaac Lab's, mjlab's and the embedded environments provide), so every
+    counted episode starts from a fresh initial state. Episodes are counted in environment order, the first episode
+    of environments ``0, 1, ...`` and then their second ones, not in the order they finish: the first to finish are
+    the short ones, which in most tasks are the failures, and an environment's first episode after the reset is the
+    only one whose length does not depend on how its earlier episodes went.
+    """
+    obs, _ = env.reset()
+    num_envs = env.num_envs
+    rounds = -(-num_episodes // num_envs)
+    env_ids = torch.arange(num_envs, device=env.device)
+    needed = ((num_episodes - env_ids + num_envs - 1) // num_envs).clamp(min=0)  # episodes counted per environment
+    returns = torch.zeros(rounds, num_envs, device=env.device)
+    finished = torch.zeros(num_envs, dtype=torch.long, device=env.device)
+    running = torch.zeros(num_envs, device=env.device)
+    max_steps = max_steps or rounds * (int(env.max_episode_length) + 1)
     for _ in range(max_steps):
         obs, rewards, dones, _ = env.step(policy(obs))
-        running += rewards
-        done_ids = dones.nonzero(as_tuple=False).flatten()
-        finished += running[done_ids].tolist()
+        running += rewards.view(-1)
+        done_ids = dones.view(-1).nonzero(as_tuple=False).flatten()
+        counted = done_ids[finished[done_ids] < needed[done_ids]]
+        returns[finished[counted], counted] = running[counted]
+        finished[done_ids] += 1
         running[done_ids] = 0.0
-        if len(finished) >= num_episodes:
+        if bool((finished >= needed).all()):
             break
-    if not finished:
-        raise RuntimeError(f"no episode finished within {max_steps} steps.")
-    returns = np.array(finished[:num_episodes])
-    return float(returns.mean()), float(returns.std())
+    else:
+        raise RuntimeError(
+            f"only {int(finished.clamp(max=needed).sum())} of {num_episodes} evaluation episodes finished within"
+            f" {max_steps} steps."
+        )
+    counted_returns = returns.T[torch.arange(rounds, device=env.device) < needed.unsqueeze(-1)]
+    return float(counted_returns.mean()), float(counted_returns.std(unbiased=False))
 
 
 @torch.no_grad()

@@ -100,6 +100,10 @@ class TwoModeBandit(VecEnv):
         obs = torch.ones(self.num_envs, 1, dtype=torch.float32, device=self.device)
         return TensorDict({"policy": obs}, batch_size=[self.num_envs], device=self.device)
 
+    def reset(self) -> tuple[TensorDict, dict]:
+        """Nothing to reset (every step is a whole episode); returns the observations and empty extras."""
+        return self.get_observations(), {}
+
     def reward(self, actions: torch.Tensor) -> torch.Tensor:
         """Compute the reward of a batch of actions without stepping.
 

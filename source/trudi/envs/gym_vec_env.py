@@ -134,6 +134,17 @@ class GymVecEnv(VecEnv):
         """
         return TensorDict({"policy": self._obs.clone()}, batch_size=[self.num_envs], device=self.device)
 
+    def reset(self) -> tuple[TensorDict, dict]:
+        """Start a new episode in every sub-environment (each continues its own random stream).
+
+        Returns:
+            The first observations (as :meth:`get_observations`) and empty extras.
+        """
+        obs, _ = self._env.reset()
+        self._obs = self._to_tensor(obs)
+        self.episode_length_buf.zero_()
+        return self.get_observations(), {}
+
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         """Apply normalized actions to all sub-environments.
 
