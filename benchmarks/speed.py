@@ -3,6 +3,7 @@
     python benchmarks/speed.py --task Hopper-v5 --iterations 5                       # embedded Gymnasium task
     python benchmarks/speed.py --task synthetic --num-envs 256 --obs-dim 48 --action-dim 12
     python benchmarks/speed.py --task Isaac-Ant --num-envs 256                       # in the Isaac Lab venv
+    python benchmarks/speed.py --task synthetic --trudi agent.algorithm.kl_samples=1 --note "K=1"  # a TruDi option
 
 Both algorithms train through the same ``OnPolicyRunner`` on the same environment, with the same number of envs
 and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``process_env_step``,
@@ -27,6 +28,7 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.rsl_rl import OnPolicyRunner
+from trudi.workflow import merge_agent_cfg
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
@@ -137,11 +139,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--note", default="", help="what changed, for before/after rows")
+    parser.add_argument("--trudi", nargs="*", default=[], metavar="agent.KEY=VALUE", help="TruDi config overrides")
     args = parser.parse_args()
     if args.task == "synthetic" and args.num_envs is None:
         args.num_envs = 256
 
     env, trudi_cfg, ppo_cfg = make_env(args)
+    trudi_cfg = merge_agent_cfg(trudi_cfg, None, args.trudi)
     ppo_cfg["num_steps_per_env"] = trudi_cfg["num_steps_per_env"]  # same batch for both
     torch.manual_seed(0)
     trudi = measure(env, trudi_cfg, args.iterations, args.device)
@@ -161,6 +165,7 @@ def main() -> None:
         "ratio_time_per_step": ppo["steps_per_s"] / trudi["steps_per_s"],
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "note": args.note,
+        "trudi_overrides": args.trudi,
     }
     path = os.path.join(RESULTS_DIR, "speed.json")
     entries = json.load(open(path)) if os.path.isfile(path) else []

@@ -162,9 +162,25 @@ class DiffusionActor(nn.Module):
 
     # ------------------------------------------------------------------ the chains
 
-    def kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``eta`` (N, d) and the step embeddings (N, E) shared by every chain of one call."""
-        return self.process.etas(), self.control_net.time_embedding(self._steps)
+    def step_biases(self) -> torch.Tensor:
+        """The control network's first-layer bias for each denoising step (N, H), embedded step included."""
+        return self.control_net.step_biases(self.control_net.time_embedding(self._steps))
+
+    def condition(self, state: torch.Tensor, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What every step of a chain shares, for states (B, obs_dim).
+
+        Returns ``eta`` (N, d), the control network's state term (B * repeats, H), with each state repeated
+        ``repeats`` times in a row, and the step biases (N, H).
+        """
+        state_term = self.control_net.state_term(state).repeat_interleave(repeats, dim=0)
+        return self.process.etas(), state_term, self.step_biases()
+
+    def step_mean(
+        self, x: torch.Tensor, condition: tuple[torch.Tensor, ...], n: int, control_scale: float = 1.0
+    ) -> torch.Tensor:
+        """The mean ``x_n + eta_n (-x_n / s0^2 + c f(x_n, s, n))`` of step ``n``, given :meth:`condition`."""
+        etas, state_term, step_biases = condition
+        return self.process.mean(x, self.control_net(x, state_term, step_biases[n]), etas[n], control_scale)
 
     def sde_chain(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample one reparameterised chain per row of normalised observations ``state`` (B, obs_dim).
@@ -176,14 +192,15 @@ class DiffusionActor(nn.Module):
             temperature's entropy estimate ``H = -mean(running part)``.
         """
         process = self.process
-        etas, step_embeddings = self.kernels()
+        condition = self.condition(state)
+        etas = condition[0]
         x = torch.randn(state.shape[0], self.action_dim, device=state.device) * process.init_std
         prior_log_prob = process.prior_log_prob(x)
         running = torch.zeros(state.shape[0], device=state.device)
         for n in range(process.num_steps):
             eta = etas[n]
             var = 2.0 * eta
-            mean = process.mean(x, self.control_net(x, state, step_embeddings[n]), eta)
+            mean = self.step_mean(x, condition, n)
             noise = torch.randn_like(x)
             x_next = mean + torch.sqrt(var) * noise
             # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
@@ -197,10 +214,10 @@ class DiffusionActor(nn.Module):
 
     def ode_chain(self, state: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Run the noise-free sampler ``x_{n+1} = x_n + eta_n (-x_n / s0^2 + c f(x_n, s, n))`` from ``x0``."""
-        etas, step_embeddings = self.kernels()
+        condition = self.condition(state)
         x = x0
         for n in range(self.process.num_steps):
-            x = self.process.mean(x, self.control_net(x, state, step_embeddings[n]), etas[n], self.ode_control_scale)
+            x = self.step_mean(x, condition, n, self.ode_control_scale)
         return x
 
 
@@ -219,15 +236,14 @@ class ExportedDiffusionPolicy(nn.Module):
         super().__init__()
         self.obs_normalizer = copy.deepcopy(actor.observations.normalizer)
         mlp = copy.deepcopy(actor.control_net.mlp)
-        first, d, o = mlp[0], actor.action_dim, actor.obs_dim
         with torch.no_grad():
-            etas, step_embeddings = actor.kernels()
-            weight = first.weight.detach()
-            self.latent_in = nn.Linear(d, weight.shape[0], bias=False)
-            self.latent_in.weight.copy_(weight[:, :d])
-            self.state_in = nn.Linear(o, weight.shape[0], bias=False)
-            self.state_in.weight.copy_(weight[:, d : d + o])
-            step_biases = step_embeddings @ weight[:, d + o :].T + first.bias.detach()
+            latent_weight, state_weight, _, _ = actor.control_net.split_first_layer()
+            self.latent_in = nn.Linear(actor.action_dim, latent_weight.shape[0], bias=False)
+            self.latent_in.weight.copy_(latent_weight)
+            self.state_in = nn.Linear(actor.obs_dim, state_weight.shape[0], bias=False)
+            self.state_in.weight.copy_(state_weight)
+            step_biases = actor.step_biases()
+            etas = actor.process.etas()
         self.hidden = mlp[1:]
         self.register_buffer("etas", etas.detach().clone())
         self.register_buffer("step_biases", step_biases.clone())

@@ -89,7 +89,12 @@ class TimeEmbedding(nn.Module):
 
 
 class ControlNetwork(nn.Module):
-    """The control ``f(x_n, s, n)``: an MLP on ``[x_n, s, time_embedding(n)]``."""
+    """The control ``f(x_n, s, n)``: an MLP on ``[x_n, s, time_embedding(n)]``.
+
+    Along a chain only ``x_n`` changes, so the first layer is applied in parts: :meth:`state_term` and
+    :meth:`step_biases` once per chain, :meth:`forward` per step, instead of recomputing them at every step. The
+    parameters stay one ``nn.Linear`` on the concatenated input.
+    """
 
     def __init__(
         self,
@@ -101,6 +106,7 @@ class ControlNetwork(nn.Module):
         output_clip: float = 1e4,
     ) -> None:
         super().__init__()
+        self.action_dim, self.obs_dim = action_dim, obs_dim
         self.time_embedding = TimeEmbedding(time_frequencies, time_embedding_dim)
         layers: list[nn.Module] = []
         in_dim = action_dim + obs_dim + time_embedding_dim
@@ -114,12 +120,29 @@ class ControlNetwork(nn.Module):
             output.bias.zero_()
         self.mlp = nn.Sequential(*layers, output)
         self.output_clip = output_clip
+        # The layers after the first, as a plain tuple (not registered twice): the per-step part of the network.
+        self._after_first_layer = tuple(self.mlp)[1:]
 
-    def forward(self, x: torch.Tensor, obs: torch.Tensor, step_embedding: torch.Tensor) -> torch.Tensor:
-        """Return the control for latents ``x`` (B, d), observations (B, obs_dim) and an embedded step (E,)."""
-        emb = step_embedding.expand(x.shape[0], -1)
-        out = self.mlp(torch.cat([x, obs, emb], dim=-1))
-        return out.clamp(-self.output_clip, self.output_clip)
+    def split_first_layer(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's weight columns for ``x_n`` (H, d), ``s`` (H, obs_dim) and ``e_n`` (H, E), and its bias."""
+        weight, d, o = self.mlp[0].weight, self.action_dim, self.obs_dim
+        return weight[:, :d], weight[:, d : d + o], weight[:, d + o :], self.mlp[0].bias
+
+    def state_term(self, state: torch.Tensor) -> torch.Tensor:
+        """The first layer's product with the states (B, obs_dim): (B, H), the same at every step of a chain."""
+        return F.linear(state, self.split_first_layer()[1])
+
+    def step_biases(self, step_embeddings: torch.Tensor) -> torch.Tensor:
+        """The first layer's bias plus its product with each embedded step (N, E): (N, H)."""
+        _, _, step_weight, bias = self.split_first_layer()
+        return F.linear(step_embeddings, step_weight, bias)
+
+    def forward(self, x: torch.Tensor, state_term: torch.Tensor, step_bias: torch.Tensor) -> torch.Tensor:
+        """Return the control for latents ``x`` (B, d), given the state term (B, H) and one step bias (H,)."""
+        hidden = F.linear(x, self.split_first_layer()[0]) + state_term + step_bias
+        for layer in self._after_first_layer:
+            hidden = layer(hidden)
+        return hidden.clamp(-self.output_clip, self.output_clip)
 
 
 class DiffusionProcess(nn.Module):

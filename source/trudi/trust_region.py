@@ -53,17 +53,17 @@ def trajectory_kl(
         averaged over states and chains (N,), detached, for diagnostics.
     """
     batch_size = state.shape[0]
-    state = state.repeat_interleave(num_samples, dim=0)  # (B*K, obs_dim)
-    etas_new, embeddings_new = actor.kernels()
+    condition_new = actor.condition(state, repeats=num_samples)  # rows (B*K, ...): K chains per state
     with torch.no_grad():
-        etas_old, embeddings_old = old_actor.kernels()
-        x = torch.randn(state.shape[0], actor.action_dim, device=state.device) * old_actor.process.init_std
+        condition_old = old_actor.condition(state, repeats=num_samples)
+        x = torch.randn(batch_size * num_samples, actor.action_dim, device=state.device) * old_actor.process.init_std
+    etas_old, etas_new = condition_old[0], condition_new[0]
     per_step = []
     for n in range(actor.process.num_steps):
         with torch.no_grad():
-            mean_old = old_actor.process.mean(x, old_actor.control_net(x, state, embeddings_old[n]), etas_old[n])
+            mean_old = old_actor.step_mean(x, condition_old, n)
             var_old = 2.0 * etas_old[n]
-        mean_new = actor.process.mean(x, actor.control_net(x, state, embeddings_new[n]), etas_new[n])
+        mean_new = actor.step_mean(x, condition_new, n)
         per_step.append(gaussian_kl(mean_old, var_old, mean_new, 2.0 * etas_new[n], kl_mode))
         x = mean_old + torch.sqrt(var_old) * torch.randn_like(x)
     per_step_kl = torch.stack(per_step, dim=-1)  # (B*K, N)
