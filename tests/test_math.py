@@ -8,7 +8,7 @@ from tensordict import TensorDict
 from trudi.actor import DiffusionActor
 from trudi.critic import hl_gauss_probs
 from trudi.storage import lambda_returns
-from trudi.trust_region import actor_objective, gaussian_kl, trajectory_kl
+from trudi.trust_region import actor_objective, gaussian_kl, reverse_trajectory_kl, trajectory_kl
 
 
 def _actor(seed: int = 0, **kwargs) -> DiffusionActor:
@@ -37,24 +37,61 @@ def test_trajectory_kl_is_zero_for_identical_policies():
     assert torch.all(kl.abs() < 1e-6) and torch.all(per_step.abs() < 1e-6)
 
 
-def test_trajectory_kl_bounds_the_marginal_action_kl():
+def test_reverse_trajectory_kl_is_zero_for_identical_policies_and_differentiable():
+    actor = _actor()
+    state = torch.randn(32, 1)
+    path = actor.sde_chain(state, return_path=True)[3]
+    kl, per_step = reverse_trajectory_kl(actor, copy.deepcopy(actor).requires_grad_(False), state, path)
+    assert torch.all(kl.abs() < 1e-6) and torch.all(per_step.abs() < 1e-6)
+    moved = copy.deepcopy(actor)
+    with torch.no_grad():
+        moved.control_net.mlp[-1].bias.fill_(1.0)
+    path = moved.sde_chain(state, return_path=True)[3]
+    kl = reverse_trajectory_kl(moved, actor.requires_grad_(False), state, path)[0]
+    kl.mean().backward()
+    assert kl.min() > 0
+    assert moved.control_net.mlp[0].weight.grad.abs().sum() > 0 and moved.process.raw_friction.grad.abs().sum() > 0
+
+
+def _shifted_pair() -> tuple[DiffusionActor, DiffusionActor]:
     old = _actor()
     new = copy.deepcopy(old)
     with torch.no_grad():
         new.control_net.mlp[-1].bias.fill_(3.0)  # shift the control: a different action marginal
         new.process.raw_friction.add_(0.3)
+    return old, new
+
+
+def _histogram_kl(x_p: torch.Tensor, x_q: torch.Tensor) -> float:
+    """``KL(p || q)`` of two 1-D sample sets by histogram; coarse-graining can only under-estimate it."""
+    edges = torch.linspace(-10, 10, 201)
+    p = torch.histogram(x_p.clamp(-9.99, 9.99), edges).hist + 1e-3
+    q = torch.histogram(x_q.clamp(-9.99, 9.99), edges).hist + 1e-3
+    p, q = p / p.sum(), q / q.sum()
+    return (p * (p / q).log()).sum().item()
+
+
+def test_reverse_trajectory_kl_bounds_the_reverse_marginal_action_kl():
+    old, new = _shifted_pair()
+    state = torch.zeros(200_000, 1)
+    with torch.no_grad():
+        x_new, _, _, path = new.sde_chain(state, return_path=True)
+        traj_kl = reverse_trajectory_kl(new, old, state, path)[0].mean().item()
+        x_old = old.sde_chain(state)[0]
+    marginal_kl = _histogram_kl(x_new.squeeze(-1), x_old.squeeze(-1))
+    assert marginal_kl > 0.05, "the perturbation must change the marginal for the check to mean anything"
+    assert traj_kl >= marginal_kl
+
+
+def test_trajectory_kl_bounds_the_marginal_action_kl():
+    old, new = _shifted_pair()
     state = torch.zeros(1, 1)
     with torch.no_grad():
         traj_kl = trajectory_kl(new, old, state, num_samples=20_000)[0].item()
-        # tanh is a bijection, so the marginal KL of actions is the KL of the last latents; a histogram estimate
-        # coarse-grains it and so can only under-estimate it.
+        # tanh is a bijection, so the marginal KL of actions is the KL of the last latents.
         x_old = old.sde_chain(state.expand(200_000, 1))[0].squeeze(-1)
         x_new = new.sde_chain(state.expand(200_000, 1))[0].squeeze(-1)
-    edges = torch.linspace(-10, 10, 201)
-    p = torch.histogram(x_old.clamp(-9.99, 9.99), edges).hist + 1e-3
-    q = torch.histogram(x_new.clamp(-9.99, 9.99), edges).hist + 1e-3
-    p, q = p / p.sum(), q / q.sum()
-    marginal_kl = (p * (p / q).log()).sum().item()
+    marginal_kl = _histogram_kl(x_old, x_new)
     assert marginal_kl > 0.05, "the perturbation must change the marginal for the check to mean anything"
     assert traj_kl >= marginal_kl
 

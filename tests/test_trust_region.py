@@ -8,13 +8,13 @@ import torch
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import train_cfg
-from trudi.trust_region import trajectory_kl
+from trudi.trust_region import reverse_trajectory_kl, trajectory_kl
 
 KL_BOUND = 0.01
 
 
-def _kl_after_one_update(trust_region: str) -> float:
-    """Mean trajectory KL between the policy before and after one full update on a fixed rollout."""
+def _kl_after_one_update(trust_region: str, kl_direction: str = "forward") -> float:
+    """Mean trajectory KL (in the direction the update bounds) between the policy before and after one update."""
     torch.manual_seed(0)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=0)
     cfg = train_cfg("InvertedPendulum-v5", "trudi")
@@ -23,6 +23,7 @@ def _kl_after_one_update(trust_region: str) -> float:
     # (one Adam step on log(lambda) per mini-batch) has raised it, so a single update measured 0.28 (28 eps).
     cfg["algorithm"].update(
         trust_region=trust_region,
+        kl_direction=kl_direction,
         kl_bound=KL_BOUND,
         init_kl_multiplier=10.0,
         learning_rate=1e-3,
@@ -44,21 +45,30 @@ def _kl_after_one_update(trust_region: str) -> float:
     alg.update()
     with torch.no_grad():
         # Measured at the old normaliser's states: the quantity the trust region bounds.
-        kl, _ = trajectory_kl(alg.actor, old_actor, old_actor.get_latent(batch_obs), num_samples=16)
+        state = old_actor.get_latent(batch_obs)
+        if kl_direction == "reverse":
+            state = state.repeat_interleave(16, dim=0)
+            path = alg.actor.sde_chain(state, return_path=True)[3]
+            kl = reverse_trajectory_kl(alg.actor, old_actor, state, path)[0]
+        else:
+            kl, _ = trajectory_kl(alg.actor, old_actor, state, num_samples=16)
     env.close()
     return kl.mean().item()
 
 
 @pytest.fixture(scope="module")
 def measured_kls() -> dict[str, float]:
-    return {mode: _kl_after_one_update(mode) for mode in ("gate", "none")}
+    kls = {mode: _kl_after_one_update(mode) for mode in ("gate", "none")}
+    return kls | {f"{mode}-reverse": _kl_after_one_update(mode, "reverse") for mode in ("gate", "none")}
 
 
 def test_gate_keeps_the_update_within_twice_the_bound(measured_kls):
     # Measured 2026-11-24 (CPU, seed 0): gate 0.0059, none 3.24 (eps = 0.01).
     print(f"trajectory KL after one update: {measured_kls}")
     assert measured_kls["gate"] <= 2 * KL_BOUND
+    assert measured_kls["gate-reverse"] <= 2 * KL_BOUND  # kl_direction: reverse bounds KL(new || old) alike
 
 
 def test_without_trust_region_the_same_update_exceeds_the_bound_widely(measured_kls):
     assert measured_kls["none"] > 10 * KL_BOUND
+    assert measured_kls["none-reverse"] > 10 * KL_BOUND

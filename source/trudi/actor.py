@@ -182,8 +182,11 @@ class DiffusionActor(nn.Module):
         etas, state_term, step_biases = condition
         return self.process.mean(x, self.control_net(x, state_term, step_biases[n]), etas[n], control_scale)
 
-    def sde_chain(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sde_chain(self, state: torch.Tensor, return_path: bool = False) -> tuple:
         """Sample one reparameterised chain per row of normalised observations ``state`` (B, obs_dim).
+
+        With ``return_path`` a fourth element lists ``(x_n, mu_n)`` for each step: the latent and the kernel mean the
+        next latent was drawn around, both differentiable (the reverse trajectory KL is measured on them).
 
         Returns:
             ``x_N`` (B, d); the pseudo log-likelihood ``l`` (B,), an upper bound on ``log pi(a|s)`` in expectation:
@@ -197,10 +200,13 @@ class DiffusionActor(nn.Module):
         x = torch.randn(state.shape[0], self.action_dim, device=state.device) * process.init_std
         prior_log_prob = process.prior_log_prob(x)
         running = torch.zeros(state.shape[0], device=state.device)
+        path = []
         for n in range(process.num_steps):
             eta = etas[n]
             var = 2.0 * eta
             mean = self.step_mean(x, condition, n)
+            if return_path:
+                path.append((x, mean))
             noise = torch.randn_like(x)
             x_next = mean + torch.sqrt(var) * noise
             # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
@@ -210,6 +216,8 @@ class DiffusionActor(nn.Module):
             running = running + forward_log_prob - backward_log_prob
             x = x_next
         running = running - squash_log_det(x)
+        if return_path:
+            return x, prior_log_prob + running, running, path
         return x, prior_log_prob + running, running
 
     def ode_chain(self, state: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:

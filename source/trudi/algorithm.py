@@ -19,7 +19,15 @@ from trudi.config import ConfigError, check_bool, check_choice, check_float, che
 from trudi.critic import QCritic
 from trudi.sampler import squash
 from trudi.storage import TruDiStorage
-from trudi.trust_region import KL_MODES, TRUST_REGION_MODES, LagrangeDuals, actor_objective, trajectory_kl
+from trudi.trust_region import (
+    KL_DIRECTIONS,
+    KL_MODES,
+    TRUST_REGION_MODES,
+    LagrangeDuals,
+    actor_objective,
+    reverse_trajectory_kl,
+    trajectory_kl,
+)
 
 DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
 """Critic class used when a config names only the algorithm and the actor."""
@@ -63,6 +71,7 @@ class TruDi:
         kl_bound: float = 0.1,
         kl_samples: int = 4,
         kl_mode: str = "full",
+        kl_direction: str = "forward",
         init_entropy_coef: float = 0.01,
         learn_entropy_coef: bool = True,
         entropy_target_mult: float = 4.0,
@@ -90,8 +99,10 @@ class TruDi:
             lam: Lambda of the lambda-returns.
             trust_region: ``"gate"`` (TruDi), ``"penalty"`` (objective + lambda * KL everywhere) or ``"none"``.
             kl_bound: ``epsilon``, the per-state bound on the trajectory KL.
-            kl_samples: ``K``, old-policy chains per state for the KL estimate.
+            kl_samples: ``K``, old-policy chains per state for the forward KL estimate (unused by ``reverse``).
             kl_mode: ``"full"`` closed-form Gaussian KL per step, or ``"mean"`` (mean term only).
+            kl_direction: ``"forward"`` ``KL(old || new)`` on K old-policy chains (SPEC default), or ``"reverse"``
+                ``KL(new || old)`` on the actor loss's own chain: N instead of 2 K N extra network passes per state.
             init_entropy_coef: Initial entropy temperature ``alpha``.
             learn_entropy_coef: Whether ``alpha`` is adapted towards the entropy target.
             entropy_target_mult: ``c_H``; the target entropy is ``-c_H * action_dim``.
@@ -116,6 +127,7 @@ class TruDi:
         self.kl_bound = check_float("algorithm.kl_bound", kl_bound, minimum=0.0, strict_minimum=True)
         self.kl_samples = check_int("algorithm.kl_samples", kl_samples, minimum=1)
         self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
+        self.kl_direction = check_choice("algorithm.kl_direction", kl_direction, KL_DIRECTIONS)
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
         self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
@@ -324,10 +336,14 @@ class TruDi:
     def _actor_step(self, batch) -> dict[str, torch.Tensor]:
         """Gated max-entropy pathwise step inside the trajectory-KL trust region, then the dual steps."""
         state = self.actor.get_latent(batch.observations)
-        x_final, log_likelihood, running = self.actor.sde_chain(state)
+        if self.kl_direction == "reverse":
+            x_final, log_likelihood, running, path = self.actor.sde_chain(state, return_path=True)
+            kl, kl_per_step = reverse_trajectory_kl(self.actor, self.old_actor, state, path, self.kl_mode)
+        else:
+            x_final, log_likelihood, running = self.actor.sde_chain(state)
+            kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
         with _frozen(self.critic):
             q_value = self.critic(batch.observations, squash(x_final))
-        kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
         actor_loss = actor_objective(
             self.trust_region,
             kl,

@@ -12,6 +12,10 @@ from trudi.actor import DiffusionActor
 KL_MODES = ("full", "mean")
 """``full``: closed-form Gaussian KL per step (default). ``mean``: only the mean term, as in the reference."""
 
+KL_DIRECTIONS = ("forward", "reverse")
+"""``forward``: ``KL(old || new)`` on K fresh old-policy chains per state (default). ``reverse``: ``KL(new || old)``
+on the actor loss's own new-policy chain, which costs N old-network passes per state instead of 2 K N."""
+
 TRUST_REGION_MODES = ("gate", "penalty", "none")
 """``gate``: per-state switch between objective and KL penalty (default); ``penalty``: objective + KL penalty
 everywhere; ``none``: no trust region (ablation)."""
@@ -69,6 +73,35 @@ def trajectory_kl(
     per_step_kl = torch.stack(per_step, dim=-1)  # (B*K, N)
     kl = per_step_kl.sum(-1).view(batch_size, num_samples).mean(-1)
     return kl, per_step_kl.detach().mean(0)
+
+
+def reverse_trajectory_kl(
+    actor: DiffusionActor,
+    old_actor: DiffusionActor,
+    state: torch.Tensor,
+    path: list[tuple[torch.Tensor, torch.Tensor]],
+    kl_mode: str = "full",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reverse KL ``KL(new || old)`` between the denoising trajectories, on new-policy chains.
+
+    The chain rule and data processing hold in this direction too, so it bounds ``KL(pi_new(.|s) || pi_old(.|s))``.
+    ``path`` is the reparameterised chain the actor loss already sampled (:meth:`DiffusionActor.sde_chain` with
+    ``return_path``), one per state: the gradient flows through the new kernel means and, pathwise, through the
+    latents the old kernels are evaluated at. Only the old network's N passes are added.
+
+    Returns:
+        ``c(s)`` (B,) and the KL of each denoising step averaged over states (N,), detached.
+    """
+    etas_new = actor.process.etas()
+    with torch.no_grad():
+        condition_old = old_actor.condition(state)
+    etas_old = condition_old[0]
+    per_step = []
+    for n, (x, mean_new) in enumerate(path):
+        mean_old = old_actor.step_mean(x, condition_old, n)  # the old parameters are frozen; x carries the gradient
+        per_step.append(gaussian_kl(mean_new, 2.0 * etas_new[n], mean_old, 2.0 * etas_old[n], kl_mode))
+    per_step_kl = torch.stack(per_step, dim=-1)  # (B, N)
+    return per_step_kl.sum(-1), per_step_kl.detach().mean(0)
 
 
 def actor_objective(

@@ -98,6 +98,8 @@ class TruDiAlgorithmCfg:
     """``K``, old-policy chains per state for the KL estimate."""
     kl_mode: str = "full"
     """``full`` (closed-form Gaussian KL per step) or ``mean`` (mean term only)."""
+    kl_direction: str = "forward"
+    """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
     init_entropy_coef: float = 0.01
     """Initial entropy temperature ``alpha``."""
     learn_entropy_coef: bool = True
