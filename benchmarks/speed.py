@@ -4,13 +4,15 @@
     python benchmarks/speed.py --task synthetic --num-envs 256 --obs-dim 48 --action-dim 12
     python benchmarks/speed.py --task Isaac-Ant --num-envs 256                       # in the Isaac Lab venv
     python benchmarks/speed.py --task synthetic --trudi agent.algorithm.kl_samples=1 --note "K=1"  # a TruDi option
+    python benchmarks/speed.py --task synthetic --num-envs 4096 --memory      # peak memory, rollout + update epoch
 
 Both algorithms train through the same ``OnPolicyRunner`` on the same environment, with the same number of envs
 and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``process_env_step``,
 ``compute_returns`` and ``update`` are wrapped with timers (the environment step counts as rollout), and the first
 iteration is discarded as warm-up. ``synthetic`` is an environment that returns random observations of the
 given size at no cost: it isolates the algorithm. The storage's size is counted from its tensors. Results are
-appended to ``docs/results/speed.json`` and the table in ``docs/results/speed.md`` is rebuilt from it.
+appended to ``docs/results/speed.json`` and the table in ``docs/results/speed.md`` is rebuilt from it;
+``--memory`` results are appended to ``docs/results/memory.json``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,34 @@ def measure(env: VecEnv, cfg: dict, iterations: int, device: str) -> dict:
     return row
 
 
+def measure_memory(env: VecEnv, cfg: dict, device: str) -> dict:
+    """Peak memory of one rollout and one update epoch (every mini-batch once): GPU allocator peak or process RSS.
+
+    One epoch reaches the same peak as several: each mini-batch's graph is freed before the next. On the CPU the
+    number is the process's peak resident set, which includes the interpreter and the libraries (``baseline_mb``,
+    measured before the algorithm is built).
+    """
+    cuda = device.startswith("cuda")
+
+    def peak_mb() -> float:
+        if cuda:
+            return torch.cuda.max_memory_allocated() / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    baseline = peak_mb()
+    cfg = {**cfg, "algorithm": {**cfg["algorithm"], "num_learning_epochs": 1}}
+    runner = OnPolicyRunner(env, cfg, log_dir=None, device=device)
+    alg, obs = runner.alg, env.get_observations().to(device)
+    with torch.inference_mode():
+        for _ in range(cfg["num_steps_per_env"]):
+            obs, rewards, dones, extras = env.step(alg.act(obs))
+            alg.process_env_step(obs, rewards, dones, extras)
+        alg.compute_returns(obs)
+    after_rollout = peak_mb()
+    alg.update()
+    return {"baseline_mb": baseline, "after_rollout_mb": after_rollout, "after_update_mb": peak_mb()}
+
+
 def main() -> None:
     """Measure TruDi and PPO on one task and update the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,6 +169,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--note", default="", help="what changed, for before/after rows")
+    parser.add_argument("--memory", action="store_true", help="only the peak memory of TruDi's rollout and update")
     parser.add_argument("--trudi", nargs="*", default=[], metavar="agent.KEY=VALUE", help="TruDi config overrides")
     args = parser.parse_args()
     if args.task == "synthetic" and args.num_envs is None:
@@ -147,16 +178,22 @@ def main() -> None:
     env, trudi_cfg, ppo_cfg = make_env(args)
     trudi_cfg = merge_agent_cfg(trudi_cfg, None, args.trudi)
     ppo_cfg["num_steps_per_env"] = trudi_cfg["num_steps_per_env"]  # same batch for both
+    if args.memory:
+        memory = measure_memory(env, trudi_cfg, args.device)
+        memory |= {"date": str(date.today()), "device": _device_name(args.device), "task": args.task}
+        memory |= {"num_envs": env.num_envs, "num_steps_per_env": trudi_cfg["num_steps_per_env"], "note": args.note}
+        path = os.path.join(RESULTS_DIR, "memory.json")
+        entries = json.load(open(path)) if os.path.isfile(path) else []
+        with open(path, "w") as file:
+            json.dump([*entries, memory], file, indent=1)
+        print(json.dumps(memory, indent=1))
+        return
     torch.manual_seed(0)
     trudi = measure(env, trudi_cfg, args.iterations, args.device)
     ppo = measure(env, ppo_cfg, args.iterations, args.device)
-    if args.device.startswith("cuda"):
-        device = torch.cuda.get_device_name()
-    else:
-        device = f"CPU ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
     entry = {
         "date": str(date.today()),
-        "device": device,
+        "device": _device_name(args.device),
         "task": args.task,
         "num_envs": env.num_envs,
         "num_steps_per_env": trudi_cfg["num_steps_per_env"],
@@ -174,6 +211,12 @@ def main() -> None:
     with open(path, "w") as file:
         json.dump(entries, file, indent=1)
     write_table(entries)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
 
 
 def write_table(entries: list[dict]) -> None:
