@@ -245,13 +245,18 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {r['initial_return']:.1f} |"
-            f" {r['final_return_mean']:.1f} ± {r['final_return_std_over_seeds']:.1f} | {r['wall_s_mean']:.0f} |"
+            f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['initial_return'])} |"
+            f" {_fmt(r['final_return_mean'])} ± {_fmt(r['final_return_std_over_seeds'])} | {r['wall_s_mean']:.0f} |"
         )
     with open(os.path.join(out, "summary.md"), "w") as file:
         file.write("\n".join(lines) + "\n\n![curves](curves.png)\n")
     print("\n".join(lines))
     _plot(curves, os.path.join(out, "curves.png"), suite)
+
+
+def _fmt(value: float) -> str:
+    """One decimal, or three for returns below 1 in size (dt-scaled Isaac Lab rewards)."""
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
 
 
 def _plot(curves: list[dict], path: str, suite: str) -> None:
