@@ -244,9 +244,10 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        mean = r["final_return_mean"]
         lines.append(
             f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['initial_return'])} |"
-            f" {_fmt(r['final_return_mean'])} ± {_fmt(r['final_return_std_over_seeds'])} | {r['wall_s_mean']:.0f} |"
+            f" {_fmt(mean)} ± {_fmt(r['final_return_std_over_seeds'], mean)} | {r['wall_s_mean']:.0f} |"
         )
     with open(os.path.join(out, "summary.md"), "w") as file:
         file.write("\n".join(lines) + "\n\n![curves](curves.png)\n")
@@ -254,9 +255,9 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
     _plot(curves, os.path.join(out, "curves.png"), suite)
 
 
-def _fmt(value: float) -> str:
-    """One decimal, or three for returns below 1 in size (dt-scaled Isaac Lab rewards)."""
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+def _fmt(value: float, scale: float | None = None) -> str:
+    """One decimal, or three when ``scale`` (default: the value) is below 1 in size (dt-scaled Isaac Lab returns)."""
+    return f"{value:.3f}" if abs(value if scale is None else scale) < 1 else f"{value:.1f}"
 
 
 def _plot(curves: list[dict], path: str, suite: str) -> None:
