@@ -26,6 +26,7 @@ import torch
 from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
+from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import DiffusionActor
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
@@ -131,9 +132,7 @@ def main() -> None:
     meta = {"date": str(date.today()), "device": device, "torch": torch.__version__}
     meta |= {"onnxruntime": onnxruntime.__version__, "obs_dim": args.obs_dim, "action_dim": args.action_dim}
     meta["hidden"] = args.hidden
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "deploy.json"), "w") as file:
-        json.dump({**meta, "rows": rows}, file, indent=2)
+    atomic_write_text(os.path.join(RESULTS_DIR, "deploy.json"), json.dumps({**meta, "rows": rows}, indent=2))
     lines = [
         f"# Deployment latency ({meta['date']}, {device})",
         "",
@@ -150,8 +149,7 @@ def main() -> None:
             f" {r['onnx_b64_ms']:.3f} | {r['jit_b1_vs_mlp']:.2f}x | {r['onnx_b1_vs_mlp']:.2f}x |"
             f" {r['max_abs_error_vs_torch']:.1e} |"
         )
-    with open(os.path.join(RESULTS_DIR, "deploy.md"), "w") as file:
-        file.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(RESULTS_DIR, "deploy.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

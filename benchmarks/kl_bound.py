@@ -19,6 +19,7 @@ from datetime import date
 
 import torch
 
+from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
 from trudi.trust_region import trajectory_kl
@@ -85,9 +86,8 @@ def main() -> None:
         )
         print(f"{old_name} -> {new_name}: holds at {rows[-1]['bound_holds']}/{len(traj)} states")
 
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "kl_bound.json"), "w") as file:
-        json.dump({"date": str(date.today()), "device": "CPU", "run": args.run, "rows": rows}, file, indent=1)
+    results = {"date": str(date.today()), "device": "CPU", "run": args.run, "rows": rows}
+    atomic_write_text(os.path.join(RESULTS_DIR, "kl_bound.json"), json.dumps(results, indent=1))
     lines = [
         f"# Trajectory KL vs marginal action KL on trained policies ({date.today()}, CPU)",
         "",
@@ -105,8 +105,7 @@ def main() -> None:
             f"| {r['old']} -> {r['new']} | {sum(r['trajectory_kl']) / r['states']:.4f} |"
             f" {sum(r['marginal_kl']) / r['states']:.4f} | {ratio:.2f} | {r['bound_holds']}/{r['states']} |"
         )
-    with open(os.path.join(RESULTS_DIR, "kl_bound.md"), "w") as file:
-        file.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(RESULTS_DIR, "kl_bound.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

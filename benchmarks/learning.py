@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import time
 from datetime import date
+
+from trudi.checkpoint import atomic_write_text
 
 SUITES = {
     "smoke": ["InvertedPendulum-v5"],
@@ -152,17 +155,10 @@ def train_one(args: argparse.Namespace) -> None:
         )
         print(f"[learning] {task} {label} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
         runner.save(model_path)  # atomic (trudi's runner): a cut-off run resumes from here
-        _write_json_atomically(curve_path, curve)
+        atomic_write_text(curve_path, json.dumps(curve, indent=1))
     if simulation is not None:
         train_env.close()
         simulation.__exit__(None, None, None)
-
-
-def _write_json_atomically(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as file:
-        json.dump(data, file, indent=1)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -204,13 +200,14 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
     if not curves:
         print(f"[learning] no runs under {out}")
         return
-    with open(os.path.join(out, "curves.csv"), "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["task", "algo", "seed", "iteration", "env_steps", "wall_s", "return_mean", "return_std"])
-        for curve in curves:
-            for p in curve["points"]:
-                row = [p["iteration"], p["env_steps"], f"{p['wall_s']:.2f}", p["return_mean"], p["return_std"]]
-                writer.writerow([curve["task"], curve["algo"], curve["seed"], *row])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["task", "algo", "seed", "iteration", "env_steps", "wall_s", "return_mean", "return_std"])
+    for curve in curves:
+        for p in curve["points"]:
+            row = [p["iteration"], p["env_steps"], f"{p['wall_s']:.2f}", p["return_mean"], p["return_std"]]
+            writer.writerow([curve["task"], curve["algo"], curve["seed"], *row])
+    atomic_write_text(os.path.join(out, "curves.csv"), table.getvalue())
 
     rows = []
     for task in sorted({c["task"] for c in curves}):
@@ -233,7 +230,8 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
                 }
             )
     meta = {"suite": suite, "date": str(date.today()), "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})"}
-    _write_json_atomically(os.path.join(out, "summary.json"), {**meta, "budget_env_steps": env_steps, "rows": rows})
+    summary = {**meta, "budget_env_steps": env_steps, "rows": rows}
+    atomic_write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=1))
     lines = [
         f"# Learning: suite `{suite}` ({meta['date']}, {meta['device']})",
         "",
@@ -249,8 +247,7 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
             f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['initial_return'])} |"
             f" {_fmt(mean)} ± {_fmt(r['final_return_std_over_seeds'], mean)} | {r['wall_s_mean']:.0f} |"
         )
-    with open(os.path.join(out, "summary.md"), "w") as file:
-        file.write("\n".join(lines) + "\n\n![curves](curves.png)\n")
+    atomic_write_text(os.path.join(out, "summary.md"), "\n".join(lines) + "\n\n![curves](curves.png)\n")
     print("\n".join(lines))
     _plot(curves, os.path.join(out, "curves.png"), suite)
 

@@ -18,6 +18,7 @@ from datetime import date
 
 import torch
 
+from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
 from trudi.workflow import seed_everything
@@ -65,9 +66,8 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["trudi", "ppo"])
     args = parser.parse_args()
     rows = [mode_shares_after_training(a, s, args.iterations) for a in args.algos for s in args.seeds]
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "multimodality.json"), "w") as file:
-        json.dump({"date": str(date.today()), "device": "CPU (2 cores)", "rows": rows}, file, indent=2)
+    results = {"date": str(date.today()), "device": "CPU (2 cores)", "rows": rows}
+    atomic_write_text(os.path.join(RESULTS_DIR, "multimodality.json"), json.dumps(results, indent=2))
     lines = [
         f"# Mode shares on TwoModeBandit ({date.today()}, CPU, 2 cores, {args.iterations} iterations x 256 envs)",
         "",
@@ -79,8 +79,7 @@ def main() -> None:
         f" {r['share_near_a_mode']:.3f} | {r['behaviour_entropy']:.3f} | {r['mean_reward']:.3f} |"
         for r in rows
     ]
-    with open(os.path.join(RESULTS_DIR, "multimodality.md"), "w") as file:
-        file.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(RESULTS_DIR, "multimodality.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

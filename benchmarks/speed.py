@@ -29,6 +29,7 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.workflow import merge_agent_cfg
 
@@ -182,10 +183,7 @@ def main() -> None:
         memory = measure_memory(env, trudi_cfg, args.device)
         memory |= {"date": str(date.today()), "device": _device_name(args.device), "task": args.task}
         memory |= {"num_envs": env.num_envs, "num_steps_per_env": trudi_cfg["num_steps_per_env"], "note": args.note}
-        path = os.path.join(RESULTS_DIR, "memory.json")
-        entries = json.load(open(path)) if os.path.isfile(path) else []
-        with open(path, "w") as file:
-            json.dump([*entries, memory], file, indent=1)
+        _append_entry("memory.json", memory)
         print(json.dumps(memory, indent=1))
         return
     torch.manual_seed(0)
@@ -204,13 +202,19 @@ def main() -> None:
         "note": args.note,
         "trudi_overrides": args.trudi,
     }
-    path = os.path.join(RESULTS_DIR, "speed.json")
-    entries = json.load(open(path)) if os.path.isfile(path) else []
+    write_table(_append_entry("speed.json", entry))
+
+
+def _append_entry(name: str, entry: dict) -> list[dict]:
+    """Append ``entry`` to the JSON list ``RESULTS_DIR/name`` (rewritten atomically); returns the whole list."""
+    path = os.path.join(RESULTS_DIR, name)
+    entries = []
+    if os.path.isfile(path):
+        with open(path) as file:
+            entries = json.load(file)
     entries.append(entry)
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(path, "w") as file:
-        json.dump(entries, file, indent=1)
-    write_table(entries)
+    atomic_write_text(path, json.dumps(entries, indent=1))
+    return entries
 
 
 def _device_name(device: str) -> str:
@@ -241,8 +245,7 @@ def write_table(entries: list[dict]) -> None:
                 f" {r['rollout']:.3f} | {r['returns']:.3f} | {r['update']:.3f} | {r['iteration']:.3f} |"
                 f" {r['steps_per_s']:,.0f} | {ratio} | {storage} | {e['note']} |"
             )
-    with open(os.path.join(RESULTS_DIR, "speed.md"), "w") as file:
-        file.write("\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(RESULTS_DIR, "speed.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
