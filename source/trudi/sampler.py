@@ -11,6 +11,7 @@ The action is ``tanh(x_N)``. The per-step noise is state independent: the networ
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -120,8 +121,6 @@ class ControlNetwork(nn.Module):
             output.bias.zero_()
         self.mlp = nn.Sequential(*layers, output)
         self.output_clip = output_clip
-        # The layers after the first, as a plain tuple (not registered twice): the per-step part of the network.
-        self._after_first_layer = tuple(self.mlp)[1:]
 
     def split_first_layer(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first layer's weight columns for ``x_n`` (H, d), ``s`` (H, obs_dim) and ``e_n`` (H, E), and its bias."""
@@ -140,7 +139,7 @@ class ControlNetwork(nn.Module):
     def forward(self, x: torch.Tensor, state_term: torch.Tensor, step_bias: torch.Tensor) -> torch.Tensor:
         """Return the control for latents ``x`` (B, d), given the state term (B, H) and one step bias (H,)."""
         hidden = F.linear(x, self.split_first_layer()[0]) + state_term + step_bias
-        for layer in self._after_first_layer:
+        for layer in itertools.islice(self.mlp, 1, None):  # the first layer was applied in parts above
             hidden = layer(hidden)
         return hidden.clamp(-self.output_clip, self.output_clip)
 
