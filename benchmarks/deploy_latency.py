@@ -48,9 +48,13 @@ def build_policies(obs_dim: int, action_dim: int, hidden: list[int]) -> dict[str
     """The policies to compare, with normalisers filled from random data so they are not identities."""
     obs = TensorDict({"policy": torch.randn(256, obs_dim)}, batch_size=[256])
     groups = {"actor": ["policy"]}
-    policies = {
-        "TruDi N=8 (ODE)": DiffusionActor(obs, groups, "actor", action_dim, hidden_dims=hidden, num_denoising_steps=8),
-        "TruDi N=4 (ODE)": DiffusionActor(obs, groups, "actor", action_dim, hidden_dims=hidden, num_denoising_steps=4),
+    policies: dict[str, torch.nn.Module] = {
+        f"TruDi N={steps} (ODE)": DiffusionActor(
+            obs, groups, "actor", action_dim, hidden_dims=hidden, num_denoising_steps=steps
+        )
+        for steps in (8, 4, 2, 1)
+    }
+    policies |= {
         "Gaussian MLP (PPO)": MLPModel(
             obs,
             groups,

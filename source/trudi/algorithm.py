@@ -35,6 +35,8 @@ DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
 MAX_STATS = ("kl_max",)
 """Logged statistics reduced by a maximum across ranks; all others are averaged."""
+MIXED_PRECISION = {"none": None, "bf16": torch.bfloat16}
+"""``algorithm.mixed_precision`` choices: the autocast dtype of the network passes (``None``: float32 throughout)."""
 
 
 class TruDi:
@@ -72,6 +74,8 @@ class TruDi:
         kl_samples: int = 4,
         kl_mode: str = "full",
         kl_direction: str = "forward",
+        mixed_precision: str = "none",
+        torch_compile: bool = False,
         init_entropy_coef: float = 0.01,
         learn_entropy_coef: bool = True,
         entropy_target_mult: float = 4.0,
@@ -103,6 +107,12 @@ class TruDi:
             kl_mode: ``"full"`` closed-form Gaussian KL per step, or ``"mean"`` (mean term only).
             kl_direction: ``"forward"`` ``KL(old || new)`` on K old-policy chains (SPEC default), or ``"reverse"``
                 ``KL(new || old)`` on the actor loss's own chain: N instead of 2 K N extra network passes per state.
+            mixed_precision: ``"none"`` or ``"bf16"``: run the network passes of rollout and update under bfloat16
+                autocast. The networks return float32, so the chain, log-likelihoods, KL, losses, parameters and
+                optimizer state stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
+            torch_compile: Compile the rollout's chain and the actor step's chain and trajectory KL with
+                ``torch.compile`` (default mode, fixed shapes), which fuses the many small per-step kernels. The first
+                iteration pays the compilation; the samples differ from eager ones only through the random draws.
             init_entropy_coef: Initial entropy temperature ``alpha``.
             learn_entropy_coef: Whether ``alpha`` is adapted towards the entropy target.
             entropy_target_mult: ``c_H``; the target entropy is ``-c_H * action_dim``.
@@ -128,6 +138,8 @@ class TruDi:
         self.kl_samples = check_int("algorithm.kl_samples", kl_samples, minimum=1)
         self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
         self.kl_direction = check_choice("algorithm.kl_direction", kl_direction, KL_DIRECTIONS)
+        self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
+        self.torch_compile = check_bool("algorithm.torch_compile", torch_compile)
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
         self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
@@ -154,6 +166,9 @@ class TruDi:
         self.critic = critic
         self.storage = storage
         self.old_actor = copy.deepcopy(actor).requires_grad_(False)
+        # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
+        self._sample_chain = torch.compile(actor.sde_chain, dynamic=False) if torch_compile else actor.sde_chain
+        self._policy_terms = torch.compile(self._chain_and_kl, dynamic=False) if torch_compile else self._chain_and_kl
         self.duals = LagrangeDuals(init_entropy_coef, init_kl_multiplier, learn_entropy_coef, learn_kl_multiplier).to(
             device
         )
@@ -219,7 +234,8 @@ class TruDi:
 
     def act(self, obs: TensorDict) -> torch.Tensor:
         """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``."""
-        x_final, log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(obs))
+        with self._autocast():
+            x_final, log_likelihood, _ = self._sample_chain(self.actor.get_latent(obs))
         # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
         self._last_obs = obs.clone()
         self._last_actions = squash(x_final)
@@ -248,10 +264,11 @@ class TruDi:
         terminations = dones & ~time_outs
         self._flag_nonfinite(obs, rewards)
 
-        x_next, next_log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(obs))
-        next_embeddings = self.critic.embed(obs, squash(x_next))
-        next_values = self.critic.value(self.critic.logits(next_embeddings))
-        last_values = self.critic(self._last_obs, self._last_actions)
+        with self._autocast():
+            x_next, next_log_likelihood, _ = self._sample_chain(self.actor.get_latent(obs))
+            next_embeddings = self.critic.embed(obs, squash(x_next))
+            next_values = self.critic.value(self.critic.logits(next_embeddings))
+            last_values = self.critic(self._last_obs, self._last_actions)
         next_values = torch.where(time_outs, last_values, next_values)
         next_log_likelihood = torch.where(time_outs, self._last_log_likelihood, next_log_likelihood)
         entropy_bonus = -self.gamma * self.duals.entropy_coef * next_log_likelihood * (~terminations).float()
@@ -315,12 +332,14 @@ class TruDi:
 
     def _critic_step(self, batch) -> dict[str, torch.Tensor]:
         """Cross-entropy to HL-Gauss targets of the lambda-returns plus the self-predictive loss."""
-        embedding = self.critic.embed(batch.observations, batch.actions)
-        logits = self.critic.logits(embedding)
+        with self._autocast():
+            embedding = self.critic.embed(batch.observations, batch.actions)
+            logits = self.critic.logits(embedding)
+            predicted_embedding = self.critic.predict_next_embedding(embedding)
         value_loss = -(self.critic.target_probs(batch.returns) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
         # After an episode end (environments reset inside step) the stored next embedding is of the next episode.
         keep = (~batch.episode_ends).float()
-        prediction_error = (self.critic.predict_next_embedding(embedding) - batch.next_embeddings).pow(2).mean(-1)
+        prediction_error = (predicted_embedding.float() - batch.next_embeddings).pow(2).mean(-1)
         aux_loss = (prediction_error * keep).sum() / keep.sum().clamp(min=1.0)
         self._apply_gradients(value_loss + self.aux_loss_coef * aux_loss, self.critic.parameters())
         low, high = self.critic.value_range
@@ -335,15 +354,11 @@ class TruDi:
 
     def _actor_step(self, batch) -> dict[str, torch.Tensor]:
         """Gated max-entropy pathwise step inside the trajectory-KL trust region, then the dual steps."""
-        state = self.actor.get_latent(batch.observations)
-        if self.kl_direction == "reverse":
-            x_final, log_likelihood, running, path = self.actor.sde_chain(state, return_path=True)
-            kl, kl_per_step = reverse_trajectory_kl(self.actor, self.old_actor, state, path, self.kl_mode)
-        else:
-            x_final, log_likelihood, running = self.actor.sde_chain(state)
-            kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
-        with _frozen(self.critic):
-            q_value = self.critic(batch.observations, squash(x_final))
+        with self._autocast():
+            state = self.actor.get_latent(batch.observations)
+            x_final, log_likelihood, running, kl, kl_per_step = self._policy_terms(state)
+            with _frozen(self.critic):
+                q_value = self.critic(batch.observations, squash(x_final))
         actor_loss = actor_objective(
             self.trust_region,
             kl,
@@ -367,6 +382,26 @@ class TruDi:
         }
         stats |= {f"kl_step_{n}": value for n, value in enumerate(kl_per_step)}
         return stats
+
+    def _chain_and_kl(self, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The actor step's chain (``x_N``, log-likelihood, running part) and trajectory KL (per state, per step)."""
+        if self.kl_direction == "reverse":
+            x_final, log_likelihood, running, path = self.actor.sde_chain(state, return_path=True)
+            kl, kl_per_step = reverse_trajectory_kl(self.actor, self.old_actor, state, path, self.kl_mode)
+        else:
+            x_final, log_likelihood, running = self.actor.sde_chain(state)
+            kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
+        return x_final, log_likelihood, running, kl, kl_per_step
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """The context of the network passes: bfloat16 autocast with ``mixed_precision: bf16``, else a no-op.
+
+        Only forward passes run under it; backward and the optimizer step run outside, as autocast requires.
+        """
+        dtype = MIXED_PRECISION[self.mixed_precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=dtype)
 
     def _reduce_stats(self, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
         """Average each statistic over the mini-batches; under torchrun, first reduce each mini-batch over the ranks.

@@ -34,11 +34,22 @@ def hl_gauss_probs(
     return probs / (cdf[..., -1:] - cdf[..., :1])
 
 
+class _ParameterPrecisionRMSNorm(nn.RMSNorm):
+    """RMSNorm computed in its weight's dtype.
+
+    Under bfloat16 autocast the statistics stay float32, and the fused kernel, which needs input and weight of one
+    dtype, stays usable; the next Linear casts back to bfloat16.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype))
+
+
 class _DenseBlock(nn.Sequential):
     """Linear, RMSNorm, SiLU: the REPPO critic's building block."""
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__(nn.Linear(in_dim, out_dim), nn.RMSNorm(out_dim), nn.SiLU())
+        super().__init__(nn.Linear(in_dim, out_dim), _ParameterPrecisionRMSNorm(out_dim), nn.SiLU())
 
 
 class QCritic(nn.Module):
@@ -165,16 +176,19 @@ class QCritic(nn.Module):
         return self.encoder(torch.cat([self.observations(obs), actions], dim=-1))
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Logits of the value distribution (B, num_bins)."""
-        return self.head(embedding)
+        """Logits of the value distribution (B, num_bins), in the support's dtype (float32 under mixed precision)."""
+        return self.head(embedding).to(self.value_range.dtype)
 
     def predict_next_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
         """The auxiliary head's guess of the next step's embedding (B, hidden_dim)."""
         return self.predictor(embedding)
 
     def value(self, logits: torch.Tensor) -> torch.Tensor:
-        """Expected value ``softmax(logits) . support`` (B,)."""
-        return F.softmax(logits, dim=-1) @ self.support
+        """Expected value ``softmax(logits) . support`` (B,).
+
+        A product and a sum rather than a matmul, which autocast would run in bfloat16 under mixed precision.
+        """
+        return (F.softmax(logits, dim=-1) * self.support).sum(-1)
 
     def forward(self, obs: TensorDict, actions: torch.Tensor) -> torch.Tensor:
         """``Q(s, a)`` (B,)."""

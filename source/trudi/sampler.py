@@ -141,7 +141,8 @@ class ControlNetwork(nn.Module):
         hidden = F.linear(x, self.split_first_layer()[0]) + state_term + step_bias
         for layer in itertools.islice(self.mlp, 1, None):  # the first layer was applied in parts above
             hidden = layer(hidden)
-        return hidden.clamp(-self.output_clip, self.output_clip)
+        # Under mixed precision the layers ran in bfloat16; the chain's arithmetic stays in the latents' dtype.
+        return hidden.to(x.dtype).clamp(-self.output_clip, self.output_clip)
 
 
 class DiffusionProcess(nn.Module):

@@ -100,6 +100,10 @@ class TruDiAlgorithmCfg:
     """``full`` (closed-form Gaussian KL per step) or ``mean`` (mean term only)."""
     kl_direction: str = "forward"
     """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
+    mixed_precision: str = "none"
+    """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
+    torch_compile: bool = False
+    """``torch.compile`` the rollout chain and the actor step's chain and KL (compiled in the first iteration)."""
     init_entropy_coef: float = 0.01
     """Initial entropy temperature ``alpha``."""
     learn_entropy_coef: bool = True
