@@ -3,7 +3,7 @@
     python benchmarks/learning.py --suite gym --algos trudi ppo --seeds 3 --env-steps 300000
     python benchmarks/learning.py --suite isaaclab --env-steps 2000000        # in the Isaac Lab venv
     python benchmarks/learning.py --suite gym --report-only                   # tables and plots from saved runs
-    python benchmarks/learning.py --suite smoke --algos trudi --out docs/results/ablations \
+    python benchmarks/learning.py --suite smoke --algos trudi --out docs/results/ablations/inverted_pendulum \
         --variant N4 agent.actor.num_denoising_steps=4 --variant eval-SDE eval_sampler=sde     # TruDi variants
 
 A ``--variant LABEL [agent.key=value ...]`` runs TruDi with those overrides under the name ``trudi[LABEL]``;
