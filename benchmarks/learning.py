@@ -257,6 +257,10 @@ def _fmt(value: float, scale: float | None = None) -> str:
     return f"{value:.3f}" if abs(value if scale is None else scale) < 1 else f"{value:.1f}"
 
 
+BANDS_UP_TO = 4
+"""Panels with at most this many algorithms or variants get min-max bands; more get lines only."""
+
+
 def _plot(curves: list[dict], path: str, suite: str) -> None:
     import matplotlib
 
@@ -265,7 +269,11 @@ def _plot(curves: list[dict], path: str, suite: str) -> None:
     import numpy as np
 
     tasks = sorted({c["task"] for c in curves})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.5), squeeze=False)
+    most_algos = max(len({c["algo"] for c in curves if c["task"] == task}) for task in tasks)
+    # Beyond a few curves per panel (ablation variants) the bands hide each other: lines only, legend outside.
+    bands = most_algos <= BANDS_UP_TO
+    width = 4.5 if bands else 7.0
+    fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 3.5 if bands else 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for algo in sorted({c["algo"] for c in curves if c["task"] == task}):
             group = [c for c in curves if c["task"] == task and c["algo"] == algo]
@@ -273,12 +281,16 @@ def _plot(curves: list[dict], path: str, suite: str) -> None:
             steps = np.array([p["env_steps"] for p in group[0]["points"][:length]])
             returns = np.array([[p["return_mean"] for p in c["points"][:length]] for c in group])
             line = ax.plot(steps, returns.mean(0), label=f"{algo} ({len(group)} seeds)")[0]
-            ax.fill_between(steps, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
+            if bands:
+                ax.fill_between(steps, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("deterministic return")
-        ax.legend()
-    fig.suptitle(f"suite {suite}: mean, min-max over seeds")
+        if bands:
+            ax.legend()
+        else:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"suite {suite}: mean{', min-max' if bands else ''} over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
