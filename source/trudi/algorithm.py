@@ -139,7 +139,7 @@ class TruDi:
         self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
         self.kl_direction = check_choice("algorithm.kl_direction", kl_direction, KL_DIRECTIONS)
         self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
-        self.torch_compile = check_bool("algorithm.torch_compile", torch_compile)
+        check_bool("algorithm.torch_compile", torch_compile)
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
         self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
@@ -339,7 +339,7 @@ class TruDi:
         value_loss = -(self.critic.target_probs(batch.returns) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
         # After an episode end (environments reset inside step) the stored next embedding is of the next episode.
         keep = (~batch.episode_ends).float()
-        prediction_error = (predicted_embedding.float() - batch.next_embeddings).pow(2).mean(-1)
+        prediction_error = (predicted_embedding - batch.next_embeddings).pow(2).mean(-1)
         aux_loss = (prediction_error * keep).sum() / keep.sum().clamp(min=1.0)
         self._apply_gradients(value_loss + self.aux_loss_coef * aux_loss, self.critic.parameters())
         low, high = self.critic.value_range

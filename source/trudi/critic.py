@@ -180,8 +180,8 @@ class QCritic(nn.Module):
         return self.head(embedding).to(self.value_range.dtype)
 
     def predict_next_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
-        """The auxiliary head's guess of the next step's embedding (B, hidden_dim)."""
-        return self.predictor(embedding)
+        """The auxiliary head's guess of the next step's embedding (B, hidden_dim), in the support's dtype."""
+        return self.predictor(embedding).to(self.value_range.dtype)
 
     def value(self, logits: torch.Tensor) -> torch.Tensor:
         """Expected value ``softmax(logits) . support`` (B,).
