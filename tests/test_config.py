@@ -79,6 +79,7 @@ INVALID_VALUES = [
     ("algorithm", "kl_mode", "median", ["algorithm.kl_mode='median'", "'full'", "'mean'"]),
     ("algorithm", "kl_direction", "both", ["algorithm.kl_direction='both'", "'forward'", "'reverse'"]),
     ("algorithm", "mixed_precision", "fp16", ["algorithm.mixed_precision='fp16'", "'none'", "'bf16'"]),
+    ("algorithm", "torch_compile", "yes", ["algorithm.torch_compile='yes'", "true or false"]),
     ("algorithm", "trust_region", "clip", ["algorithm.trust_region='clip'", "'gate'", "'penalty'", "'none'"]),
     ("algorithm", "kl_samples", "4", ["algorithm.kl_samples='4'", "integer"]),
     ("algorithm", "kl_samples", 0, ["algorithm.kl_samples=0", ">= 1"]),
