@@ -23,6 +23,7 @@ import torch.multiprocessing as mp
 from tensordict import TensorDict
 
 from trudi.algorithm import TruDi
+from trudi.storage import Transition
 from trudi.tasks import trudi_train_cfg
 
 WORLD_SIZE = 2
@@ -33,7 +34,7 @@ OBS_DIMS = {"policy": 3, "privileged": 2}
 ACTION_DIM = 2
 EMBEDDING_DIM = 32
 STORAGE_FIELDS = ("actions", "rewards", "soft_rewards", "terminations", "truncations", "next_values", "next_embeddings")
-"""Arguments of ``TruDiStorage.add`` after the observations, in order."""
+"""Fields of the stored ``Transition`` besides the observations."""
 
 
 def _build(multi_gpu: dict | None, num_envs: int) -> TruDi:
@@ -125,7 +126,7 @@ def _train(alg: TruDi, ranks: Sequence[int]) -> list[dict[str, float]]:
             with torch.inference_mode():
                 for t in range(NUM_STEPS):
                     obs = TensorDict({key: data[key][t] for key in OBS_DIMS}, batch_size=[data["rewards"].shape[1]])
-                    alg.storage.add(obs, *(data[key][t] for key in STORAGE_FIELDS))
+                    alg.storage.add(Transition(obs, **{key: data[key][t] for key in STORAGE_FIELDS}))
                 alg.compute_returns(obs)
             losses.append(alg.update())
     return losses

@@ -182,6 +182,16 @@ class DiffusionActor(nn.Module):
         etas, state_term, step_biases = condition
         return self.process.mean(x, self.control_net(x, state_term, step_biases[n]), etas[n], control_scale)
 
+    def step_means(self, latents: torch.Tensor, condition: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Every step's kernel mean at given latents in one pass: row ``n`` of ``latents`` (N, B, d) is ``x_n``.
+
+        Equal to :meth:`step_mean` applied step by step; one batched pass is possible once the latents are known
+        (the trust region's old chains), because no step then waits for the previous one.
+        """
+        etas, state_term, step_biases = condition
+        control = self.control_net(latents, state_term, step_biases.unsqueeze(1))  # (N, B, d)
+        return self.process.mean(latents, control, etas.unsqueeze(1))
+
     def sde_chain(self, state: torch.Tensor, return_path: bool = False) -> tuple:
         """Sample one reparameterised chain per row of normalised observations ``state`` (B, obs_dim).
 

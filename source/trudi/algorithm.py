@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -18,15 +20,18 @@ from trudi.actor import DiffusionActor
 from trudi.config import ConfigError, check_bool, check_choice, check_float, check_int, check_known_keys
 from trudi.critic import QCritic
 from trudi.sampler import squash
-from trudi.storage import TruDiStorage
+from trudi.storage import Transition, TruDiStorage
 from trudi.trust_region import (
+    KL_CHAINS,
     KL_DIRECTIONS,
     KL_MODES,
     TRUST_REGION_MODES,
     LagrangeDuals,
+    OldChains,
     actor_objective,
+    forward_trajectory_kl,
     reverse_trajectory_kl,
-    trajectory_kl,
+    sample_old_chains,
 )
 
 DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
@@ -37,6 +42,22 @@ MAX_STATS = ("kl_max",)
 """Logged statistics reduced by a maximum across ranks; all others are averaged."""
 MIXED_PRECISION = {"none": None, "bf16": torch.bfloat16}
 """``algorithm.mixed_precision`` choices: the autocast dtype of the network passes (``None``: float32 throughout)."""
+
+
+@dataclass
+class _PolicySample:
+    """One SDE chain per environment, sampled in the rollout, and what the algorithm keeps of it."""
+
+    x_final: torch.Tensor
+    """The last latent ``x_N`` (E, d); the action is ``tanh(x_N)``."""
+    log_likelihood: torch.Tensor
+    """The pseudo log-likelihood ``l`` of the chain (E,)."""
+    latents: torch.Tensor | None = None
+    """``x_0 .. x_{N-1}`` (N, E, d), kept with ``kl_chains: rollout``."""
+    means: torch.Tensor | None = None
+    """The kernel means along the chain (N, E, d), kept with ``kl_chains: rollout``."""
+    value: torch.Tensor | None = None
+    """``Q(s, tanh(x_N))`` (E,), once the critic has evaluated it."""
 
 
 class TruDi:
@@ -74,6 +95,8 @@ class TruDi:
         kl_samples: int = 4,
         kl_mode: str = "full",
         kl_direction: str = "forward",
+        kl_chains: str = "mini_batch",
+        sarsa_bootstrap: bool = False,
         mixed_precision: str = "none",
         torch_compile: bool = False,
         init_entropy_coef: float = 0.01,
@@ -107,6 +130,13 @@ class TruDi:
             kl_mode: ``"full"`` closed-form Gaussian KL per step, or ``"mean"`` (mean term only).
             kl_direction: ``"forward"`` ``KL(old || new)`` on K old-policy chains (SPEC default), or ``"reverse"``
                 ``KL(new || old)`` on the actor loss's own chain: N instead of 2 K N extra network passes per state.
+            kl_chains: Where the forward KL's old-policy chains come from: ``"mini_batch"`` (K fresh chains per state
+                in every mini-batch, SPEC), ``"update"`` (K chains per state sampled once per update, reused by every
+                epoch) or ``"rollout"`` (the chain that produced the stored action; needs ``kl_samples = 1`` and costs
+                no extra old-policy passes). Unused by ``kl_direction: reverse``.
+            sarsa_bootstrap: Let the chain sampled at the next state for the soft reward and the bootstrap value also
+                be the next step's action (a SARSA-style bootstrap on the action actually taken), which halves the
+                rollout's chains. Without it, the next action is sampled afresh.
             mixed_precision: ``"none"`` or ``"bf16"``: run the network passes of rollout and update under bfloat16
                 autocast. The networks return float32, so the chain, log-likelihoods, KL, losses, parameters and
                 optimizer state stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
@@ -138,6 +168,13 @@ class TruDi:
         self.kl_samples = check_int("algorithm.kl_samples", kl_samples, minimum=1)
         self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
         self.kl_direction = check_choice("algorithm.kl_direction", kl_direction, KL_DIRECTIONS)
+        self.kl_chains = check_choice("algorithm.kl_chains", kl_chains, KL_CHAINS)
+        if self.kl_chains == "rollout" and self.kl_samples != 1:
+            raise ConfigError(
+                f"algorithm.kl_samples={kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout keeps"
+                " one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
+            )
+        self.sarsa_bootstrap = check_bool("algorithm.sarsa_bootstrap", sarsa_bootstrap)
         self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
         check_bool("algorithm.torch_compile", torch_compile)
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
@@ -166,6 +203,12 @@ class TruDi:
         self.critic = critic
         self.storage = storage
         self.old_actor = copy.deepcopy(actor).requires_grad_(False)
+        # Old-policy chains kept in the storage instead of re-simulated in every mini-batch.
+        self._stored_chains = self.kl_direction == "forward" and self.kl_chains != "mini_batch"
+        self._rollout_chains = self._stored_chains and self.kl_chains == "rollout"
+        if self._stored_chains:
+            num_stored = 1 if self._rollout_chains else self.kl_samples
+            storage.reserve_chains(num_stored, actor.process.num_steps, actor.action_dim)
         # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
         self._sample_chain = torch.compile(actor.sde_chain, dynamic=False) if torch_compile else actor.sde_chain
         self._policy_terms = torch.compile(self._chain_and_kl, dynamic=False) if torch_compile else self._chain_and_kl
@@ -191,7 +234,9 @@ class TruDi:
         # Per-step state between act() and process_env_step().
         self._last_obs: TensorDict | None = None
         self._last_actions: torch.Tensor | None = None
-        self._last_log_likelihood: torch.Tensor | None = None
+        self._last_sample: _PolicySample | None = None
+        # With sarsa_bootstrap: the chain sampled at the last next state, the action of the next act().
+        self._next_sample: _PolicySample | None = None
         # Device-side flags so the rollout loop never waits on the host; checked once per iteration.
         self._nonfinite: dict[str, torch.Tensor] = {}
         self._warned_clipping = False
@@ -233,14 +278,28 @@ class TruDi:
     # ------------------------------------------------------------------ rollout
 
     def act(self, obs: TensorDict) -> torch.Tensor:
-        """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``."""
-        with self._autocast():
-            x_final, log_likelihood, _ = self._sample_chain(self.actor.get_latent(obs))
+        """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``.
+
+        With ``sarsa_bootstrap`` the chain that :meth:`process_env_step` sampled at these observations is used.
+        """
+        sample = self._next_sample if self._next_sample is not None else self._sample_policy(obs)
+        self._next_sample = None
         # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
         self._last_obs = obs.clone()
-        self._last_actions = squash(x_final)
-        self._last_log_likelihood = log_likelihood
+        self._last_actions = squash(sample.x_final)
+        self._last_sample = sample
         return self.actor.action_scale * self._last_actions
+
+    def _sample_policy(self, obs: TensorDict) -> _PolicySample:
+        """One SDE chain per environment, keeping its path when the trust region will reuse it."""
+        with self._autocast():
+            state = self.actor.get_latent(obs)
+            if self._rollout_chains:
+                x_final, log_likelihood, _, path = self._sample_chain(state, return_path=True)
+                latents, means = (torch.stack(column) for column in zip(*path, strict=True))
+                return _PolicySample(x_final, log_likelihood, latents, means)
+            x_final, log_likelihood, _ = self._sample_chain(state)
+        return _PolicySample(x_final, log_likelihood)
 
     def process_env_step(
         self, obs: TensorDict, rewards: torch.Tensor, dones: torch.Tensor, extras: dict[str, torch.Tensor]
@@ -264,24 +323,32 @@ class TruDi:
         terminations = dones & ~time_outs
         self._flag_nonfinite(obs, rewards)
 
+        last = self._last_sample
+        next_sample = self._sample_policy(obs)
         with self._autocast():
-            x_next, next_log_likelihood, _ = self._sample_chain(self.actor.get_latent(obs))
-            next_embeddings = self.critic.embed(obs, squash(x_next))
-            next_values = self.critic.value(self.critic.logits(next_embeddings))
-            last_values = self.critic(self._last_obs, self._last_actions)
-        next_values = torch.where(time_outs, last_values, next_values)
-        next_log_likelihood = torch.where(time_outs, self._last_log_likelihood, next_log_likelihood)
+            next_embeddings = self.critic.embed(obs, squash(next_sample.x_final))
+            next_sample.value = self.critic.value(self.critic.logits(next_embeddings))
+            # With sarsa_bootstrap, Q(s_t, a_t) is the previous step's next value, except at a rollout's first step.
+            last_values = last.value if last.value is not None else self.critic(self._last_obs, self._last_actions)
+        next_values = torch.where(time_outs, last_values, next_sample.value)
+        next_log_likelihood = torch.where(time_outs, last.log_likelihood, next_sample.log_likelihood)
         entropy_bonus = -self.gamma * self.duals.entropy_coef * next_log_likelihood * (~terminations).float()
         self.storage.add(
-            self._last_obs,
-            self._last_actions,
-            rewards,
-            rewards + entropy_bonus,
-            terminations,
-            time_outs,
-            next_values,
-            next_embeddings,
+            Transition(
+                observations=self._last_obs,
+                actions=self._last_actions,
+                rewards=rewards,
+                soft_rewards=rewards + entropy_bonus,
+                terminations=terminations,
+                truncations=time_outs,
+                next_values=next_values,
+                next_embeddings=next_embeddings,
+                chain_latents=last.latents,
+                chain_means=last.means,
+            )
         )
+        if self.sarsa_bootstrap:
+            self._next_sample = next_sample
 
     def compute_returns(self, obs: TensorDict) -> None:
         """Compute the lambda-returns of the rollout; on the first call with an ``auto`` support, set it first.
@@ -305,6 +372,10 @@ class TruDi:
         rank, so rank 0 logs the global numbers.
         """
         stats: dict[str, list[torch.Tensor]] = {}
+        if self._stored_chains and self.kl_chains == "update":
+            with self._autocast(), torch.no_grad():
+                state = self.old_actor.get_latent(self.storage.observations.flatten(0, 1))
+                self.storage.set_chains(sample_old_chains(self.old_actor, state, self.kl_samples))
         for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
             batch_stats = self._critic_step(batch) | self._actor_step(batch)
             for key, value in batch_stats.items():
@@ -316,6 +387,7 @@ class TruDi:
         self.critic.update_normalization(observations)
         self.old_actor.load_state_dict(self.actor.state_dict())
         self.storage.clear()
+        self._next_sample = None  # sampled by the policy before this update
 
         loss_dict = self._reduce_stats(stats)
         self._raise_if_nonfinite("update", loss_dict)
@@ -356,7 +428,7 @@ class TruDi:
         """Gated max-entropy pathwise step inside the trajectory-KL trust region, then the dual steps."""
         with self._autocast():
             state = self.actor.get_latent(batch.observations)
-            x_final, log_likelihood, running, kl, kl_per_step = self._policy_terms(state)
+            x_final, log_likelihood, running, kl, kl_per_step = self._policy_terms(state, batch.old_chains)
             with _frozen(self.critic):
                 q_value = self.critic(batch.observations, squash(x_final))
         actor_loss = actor_objective(
@@ -383,14 +455,19 @@ class TruDi:
         stats |= {f"kl_step_{n}": value for n, value in enumerate(kl_per_step)}
         return stats
 
-    def _chain_and_kl(self, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The actor step's chain (``x_N``, log-likelihood, running part) and trajectory KL (per state, per step)."""
+    def _chain_and_kl(self, state: torch.Tensor, old_chains: OldChains | None) -> tuple[torch.Tensor, ...]:
+        """The actor step's chain (``x_N``, log-likelihood, running part) and trajectory KL (per state, per step).
+
+        ``old_chains`` are the stored old-policy chains of these states, or ``None`` to sample them here.
+        """
         if self.kl_direction == "reverse":
             x_final, log_likelihood, running, path = self.actor.sde_chain(state, return_path=True)
             kl, kl_per_step = reverse_trajectory_kl(self.actor, self.old_actor, state, path, self.kl_mode)
         else:
             x_final, log_likelihood, running = self.actor.sde_chain(state)
-            kl, kl_per_step = trajectory_kl(self.actor, self.old_actor, state, self.kl_samples, self.kl_mode)
+            if old_chains is None:
+                old_chains = sample_old_chains(self.old_actor, state, self.kl_samples)
+            kl, kl_per_step = forward_trajectory_kl(self.actor, self.old_actor, state, old_chains, self.kl_mode)
         return x_final, log_likelihood, running, kl, kl_per_step
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -491,6 +568,7 @@ class TruDi:
             load_cfg = {key: True for key in ("actor", "critic", "optimizer", "iteration", "old_actor", "duals", "rng")}
         if load_cfg.get("actor"):
             self.actor.load_state_dict(loaded_dict["actor_state_dict"], strict=strict)
+            self._next_sample = None
         if load_cfg.get("critic"):
             self.critic.load_state_dict(loaded_dict["critic_state_dict"], strict=strict)
         if load_cfg.get("optimizer"):
@@ -569,24 +647,28 @@ class TruDi:
     def _raise_if_nonfinite(self, stage: str, losses: dict[str, float] | None = None) -> None:
         """Stop training (before anything is saved) if the rollout, a loss or a parameter went non-finite.
 
-        Under torchrun the rollout flags are OR-ed over the ranks so that all ranks stop together instead of the
-        healthy ones waiting forever in the next collective; losses and parameters already agree across ranks.
+        All flags are read from the device at once. Under torchrun they are OR-ed over the ranks so that all ranks
+        stop together instead of the healthy ones waiting forever in the next collective.
         """
-        flags = self._nonfinite
-        if self.is_multi_gpu and flags:
-            stacked = torch.stack(list(flags.values())).float()
-            torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.MAX)
-            flags = dict(zip(flags, stacked.bool(), strict=True))
-        culprits = [name for name, flag in flags.items() if bool(flag)]
+        names, flags = list(self._nonfinite), list(self._nonfinite.values())
         self._nonfinite.clear()
+        num_rollout_flags = len(flags)
         if losses is not None:
-            culprits += [f"loss '{key}'" for key, value in losses.items() if not torch.isfinite(torch.tensor(value))]
             for module_name, module in (("actor", self.actor), ("critic", self.critic), ("duals", self.duals)):
-                culprits += [
-                    f"{module_name} parameter '{name}'"
-                    for name, param in module.named_parameters()
-                    if not torch.isfinite(param).all()
-                ]
+                for name, param in module.named_parameters():
+                    names.append(f"{module_name} parameter '{name}'")
+                    flags.append(~torch.isfinite(param).all())
+        bad = []
+        if flags:
+            stacked = torch.stack(flags).float()
+            if self.is_multi_gpu:
+                torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.MAX)
+            bad = stacked.bool().tolist()
+        k = num_rollout_flags
+        culprits = [name for name, flag in zip(names[:k], bad[:k], strict=True) if flag]
+        if losses is not None:
+            culprits += [f"loss '{key}'" for key, value in losses.items() if not math.isfinite(value)]
+        culprits += [name for name, flag in zip(names[k:], bad[k:], strict=True) if flag]
         if culprits:
             raise FloatingPointError(
                 f"TruDi stopped: non-finite values in the {stage}: {', '.join(culprits[:8])}"

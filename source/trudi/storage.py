@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict
 
+from trudi.trust_region import OldChains
+
 
 def lambda_returns(
     soft_rewards: torch.Tensor,
@@ -36,6 +38,32 @@ def lambda_returns(
 
 
 @dataclass
+class Transition:
+    """One environment step of every environment, as the algorithm stores it."""
+
+    observations: TensorDict
+    """Raw observations of all groups at ``s_t`` (E,)."""
+    actions: torch.Tensor
+    """Unit-range actions ``tanh(x_N)`` taken at ``s_t`` (E, d)."""
+    rewards: torch.Tensor
+    """The environment's rewards (E,)."""
+    soft_rewards: torch.Tensor
+    """Rewards plus the entropy bonus of the next action, ``r - gamma * alpha * l(a'|s')`` (E,)."""
+    terminations: torch.Tensor
+    """Whether the episode ended in a terminal state (E,), bool."""
+    truncations: torch.Tensor
+    """Whether the episode was cut by a time-out (E,), bool; exclusive with ``terminations``."""
+    next_values: torch.Tensor
+    """The bootstrap value ``V' = Q(s', a')`` (E,)."""
+    next_embeddings: torch.Tensor
+    """Critic embedding of ``(s', a')`` (E, embedding_dim), the self-predictive loss's target."""
+    chain_latents: torch.Tensor | None = None
+    """With ``kl_chains: rollout``: the latents ``x_0 .. x_{N-1}`` of the chain that produced the action (N, E, d)."""
+    chain_means: torch.Tensor | None = None
+    """With ``kl_chains: rollout``: the kernel means along that chain (N, E, d)."""
+
+
+@dataclass
 class TruDiBatch:
     """One mini-batch of flattened transitions."""
 
@@ -50,12 +78,15 @@ class TruDiBatch:
     episode_ends: torch.Tensor
     """Whether the episode ended at this step (B,): the stored next embedding then belongs to the next episode's
     first state, so the self-predictive loss is masked there."""
+    old_chains: OldChains | None = None
+    """Stored old-policy chains of these states, ``K`` per state (``kl_chains`` ``rollout`` or ``update``)."""
 
 
 class TruDiStorage:
     """Fixed-size buffers of one rollout of ``num_steps`` steps from ``num_envs`` environments.
 
-    The denoising chains are not stored: the trust region re-simulates chains of the old policy in the update.
+    Old-policy chains for the trust region are kept only when :meth:`reserve_chains` asked for them (``kl_chains``
+    ``rollout`` or ``update``); otherwise the update re-simulates them.
     """
 
     def __init__(
@@ -81,35 +112,46 @@ class TruDiStorage:
         self.next_values = torch.zeros(shape, device=device)
         self.next_embeddings = torch.zeros(*shape, embedding_dim, device=device)
         self.returns = torch.zeros(shape, device=device)
+        self.chain_latents: torch.Tensor | None = None
+        """Old-policy chains' latents (T, E, K, N, d), when reserved."""
+        self.chain_means: torch.Tensor | None = None
+        """Old kernel means along them (T, E, K, N, d), when reserved."""
         self.step = 0
 
-    def add(
-        self,
-        observations: TensorDict,
-        actions: torch.Tensor,
-        rewards: torch.Tensor,
-        soft_rewards: torch.Tensor,
-        terminations: torch.Tensor,
-        truncations: torch.Tensor,
-        next_values: torch.Tensor,
-        next_embeddings: torch.Tensor,
-    ) -> None:
+    def reserve_chains(self, num_samples: int, num_denoising_steps: int, action_dim: int) -> None:
+        """Allocate room for ``num_samples`` old-policy chains per transition."""
+        shape = (self.num_steps, self.num_envs, num_samples, num_denoising_steps, action_dim)
+        self.chain_latents = torch.zeros(shape, device=self.device)
+        self.chain_means = torch.zeros(shape, device=self.device)
+
+    def add(self, transition: Transition) -> None:
         """Write one environment step."""
         if self.step >= self.num_steps:
             raise OverflowError(
                 f"TruDiStorage holds {self.num_steps} steps per rollout; clear() it before adding more."
             )
         t = self.step
-        for key, value in observations.items():
+        for key, value in transition.observations.items():
             self.observations[key][t].copy_(value)
-        self.actions[t].copy_(actions)
-        self.rewards[t].copy_(rewards)
-        self.soft_rewards[t].copy_(soft_rewards)
-        self.terminations[t].copy_(terminations)
-        self.truncations[t].copy_(truncations)
-        self.next_values[t].copy_(next_values)
-        self.next_embeddings[t].copy_(next_embeddings)
+        self.actions[t].copy_(transition.actions)
+        self.rewards[t].copy_(transition.rewards)
+        self.soft_rewards[t].copy_(transition.soft_rewards)
+        self.terminations[t].copy_(transition.terminations)
+        self.truncations[t].copy_(transition.truncations)
+        self.next_values[t].copy_(transition.next_values)
+        self.next_embeddings[t].copy_(transition.next_embeddings)
+        if transition.chain_latents is not None:
+            # (N, E, d) -> the storage's (E, K=1, N, d)
+            self.chain_latents[t].copy_(transition.chain_latents.transpose(0, 1).unsqueeze(1))
+            self.chain_means[t].copy_(transition.chain_means.transpose(0, 1).unsqueeze(1))
         self.step += 1
+
+    def set_chains(self, chains: OldChains) -> None:
+        """Store chains sampled for every transition at once (rows in flattened ``(t, env)`` order, K per state)."""
+        shape = self.chain_latents.shape
+        # (N, T*E*K, d) -> (T, E, K, N, d)
+        self.chain_latents.copy_(chains.latents.view(shape[3], *shape[:3], shape[4]).permute(1, 2, 3, 0, 4))
+        self.chain_means.copy_(chains.means.view(shape[3], *shape[:3], shape[4]).permute(1, 2, 3, 0, 4))
 
     def compute_returns(self, gamma: float, lam: float) -> None:
         """Fill :attr:`returns` with :func:`lambda_returns`."""
@@ -126,11 +168,22 @@ class TruDiStorage:
         returns = self.returns.flatten(0, 1)
         next_embeddings = self.next_embeddings.flatten(0, 1)
         episode_ends = (self.terminations | self.truncations).flatten(0, 1)
+        chain_latents = chain_means = None
+        if self.chain_latents is not None:
+            chain_latents, chain_means = self.chain_latents.flatten(0, 1), self.chain_means.flatten(0, 1)
         for _ in range(num_epochs):
             permutation = torch.randperm(batch_size, device=self.device)
             for i in range(num_mini_batches):
                 idx = permutation[i * mini_batch_size : (i + 1) * mini_batch_size]
-                yield TruDiBatch(observations[idx], actions[idx], returns[idx], next_embeddings[idx], episode_ends[idx])
+                old_chains = None
+                if chain_latents is not None:
+                    # (B, K, N, d) -> (N, B*K, d), the K chains of a state next to each other
+                    old_chains = OldChains(
+                        chain_latents[idx].flatten(0, 1).transpose(0, 1), chain_means[idx].flatten(0, 1).transpose(0, 1)
+                    )
+                yield TruDiBatch(
+                    observations[idx], actions[idx], returns[idx], next_embeddings[idx], episode_ends[idx], old_chains
+                )
 
     def clear(self) -> None:
         """Start a new rollout."""

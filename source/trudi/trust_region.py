@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,86 @@ def gaussian_kl(
     return (0.5 * torch.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / (2.0 * var_q) - 0.5).sum(-1)
 
 
+KL_CHAINS = ("mini_batch", "update", "rollout")
+"""Where the forward KL's old-policy chains come from. ``mini_batch``: ``K`` fresh chains per state in every
+mini-batch (SPEC). ``update``: ``K`` chains per state sampled once per update and reused by every epoch (the old policy
+is frozen during an update, so they have the same distribution, but the epochs' estimates are correlated).
+``rollout``: the chain that produced the stored action, kept by the rollout (the actor equals the old policy while it
+collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
+
+
+@dataclass
+class OldChains:
+    """Old-policy chains and the old kernels along them: the samples of the forward trajectory KL.
+
+    Rows are ``B * K`` chains, the ``K`` chains of each state next to each other (state-major), as
+    :meth:`DiffusionActor.condition` repeats the states.
+    """
+
+    latents: torch.Tensor
+    """``x_n`` at which step ``n``'s kernels are compared (N, B*K, d)."""
+    means: torch.Tensor
+    """The old kernel means ``mu_old,n(x_n)`` (N, B*K, d)."""
+
+
+@torch.no_grad()
+def sample_old_chains(old_actor: DiffusionActor, state: torch.Tensor, num_samples: int) -> OldChains:
+    """Simulate ``num_samples`` chains per state (B, obs_dim) under the old policy; the steps are sequential."""
+    etas, state_term, step_biases = old_actor.condition(state, repeats=num_samples)
+    x = torch.randn(state.shape[0] * num_samples, old_actor.action_dim, device=state.device)
+    x = x * old_actor.process.init_std
+    latents, means = [], []
+    for n in range(old_actor.process.num_steps):
+        mean = old_actor.step_mean(x, (etas, state_term, step_biases), n)
+        latents.append(x)
+        means.append(mean)
+        x = mean + torch.sqrt(2.0 * etas[n]) * torch.randn_like(x)
+    return OldChains(torch.stack(latents), torch.stack(means))
+
+
+def forward_trajectory_kl(
+    actor: DiffusionActor,
+    old_actor: DiffusionActor,
+    state: torch.Tensor,
+    chains: OldChains,
+    kl_mode: str = "full",
+    batched: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``KL(old || new)`` between the denoising trajectories, estimated on given old-policy chains.
+
+    By the chain rule over the Markov chain (both start from the same prior) the trajectory KL is the expected sum of
+    per-step kernel KLs along old-policy chains; by data processing it upper-bounds the KL of the action marginals.
+    Once the old chain is known, no step depends on another: ``batched`` evaluates the new policy at all ``N * B * K``
+    latents in one pass; ``batched=False`` loops over the steps, the plain version the tests compare against.
+
+    Args:
+        actor: The policy being optimised (gradients flow into its control network, friction and step sizes).
+        old_actor: The frozen policy that sampled ``chains``; only its step sizes are read here.
+        state: Normalised observations (B, obs_dim); both actors share the same (frozen) normaliser.
+        chains: ``K`` old-policy chains per state (:func:`sample_old_chains`, or the rollout's own with ``K = 1``).
+        kl_mode: ``"full"`` or ``"mean"`` (see :func:`gaussian_kl`).
+        batched: One pass over all steps (default) or one pass per step.
+
+    Returns:
+        ``c(s)`` (B,), the trajectory KL per state averaged over the K chains, and the KL of each denoising step
+        averaged over states and chains (N,), detached, for diagnostics.
+    """
+    batch_size = state.shape[0]
+    num_samples = chains.latents.shape[1] // batch_size
+    condition = actor.condition(state, repeats=num_samples)
+    # Variances of the kernels (N, 1, d): 2 eta_n, state independent.
+    var_old = 2.0 * old_actor.process.etas().detach().unsqueeze(1)
+    var_new = 2.0 * condition[0].unsqueeze(1)
+    if batched:
+        mean_new = actor.step_means(chains.latents, condition)
+    else:
+        mean_new = torch.stack([actor.step_mean(x, condition, n) for n, x in enumerate(chains.latents)])
+    # sum_n KL(N(mu_old,n, 2 eta_old,n) || N(mu_new,n, 2 eta_new,n)) at the old chain's latents: (N, B*K)
+    per_step_kl = gaussian_kl(chains.means, var_old, mean_new, var_new, kl_mode)
+    kl = per_step_kl.sum(0).view(batch_size, num_samples).mean(-1)
+    return kl, per_step_kl.detach().mean(-1)
+
+
 def trajectory_kl(
     actor: DiffusionActor,
     old_actor: DiffusionActor,
@@ -40,39 +121,12 @@ def trajectory_kl(
     num_samples: int = 4,
     kl_mode: str = "full",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward KL between the old and new denoising trajectories, sampled under the old policy.
+    """The forward trajectory KL on ``num_samples`` fresh old-policy chains per state (SPEC section 2).
 
-    By the chain rule over the Markov chain (both start from the same prior) the trajectory KL is the expected sum of
-    per-step kernel KLs along old-policy chains; by data processing it upper-bounds the KL of the action marginals.
-
-    Args:
-        actor: The policy being optimised (gradients flow into its control network, friction and step sizes).
-        old_actor: The frozen policy that collected the batch.
-        state: Normalised observations (B, obs_dim); both actors share the same (frozen) normaliser.
-        num_samples: ``K``, chains per state.
-        kl_mode: ``"full"`` or ``"mean"`` (see :func:`gaussian_kl`).
-
-    Returns:
-        ``c(s)`` (B,), the trajectory KL per state averaged over the K chains, and the KL of each denoising step
-        averaged over states and chains (N,), detached, for diagnostics.
+    See :func:`forward_trajectory_kl` for the estimator and the returned values.
     """
-    batch_size = state.shape[0]
-    condition_new = actor.condition(state, repeats=num_samples)  # rows (B*K, ...): K chains per state
-    with torch.no_grad():
-        condition_old = old_actor.condition(state, repeats=num_samples)
-        x = torch.randn(batch_size * num_samples, actor.action_dim, device=state.device) * old_actor.process.init_std
-    etas_old, etas_new = condition_old[0], condition_new[0]
-    per_step = []
-    for n in range(actor.process.num_steps):
-        with torch.no_grad():
-            mean_old = old_actor.step_mean(x, condition_old, n)
-            var_old = 2.0 * etas_old[n]
-        mean_new = actor.step_mean(x, condition_new, n)
-        per_step.append(gaussian_kl(mean_old, var_old, mean_new, 2.0 * etas_new[n], kl_mode))
-        x = mean_old + torch.sqrt(var_old) * torch.randn_like(x)
-    per_step_kl = torch.stack(per_step, dim=-1)  # (B*K, N)
-    kl = per_step_kl.sum(-1).view(batch_size, num_samples).mean(-1)
-    return kl, per_step_kl.detach().mean(0)
+    chains = sample_old_chains(old_actor, state, num_samples)
+    return forward_trajectory_kl(actor, old_actor, state, chains, kl_mode)
 
 
 def reverse_trajectory_kl(
@@ -87,21 +141,21 @@ def reverse_trajectory_kl(
     The chain rule and data processing hold in this direction too, so it bounds ``KL(pi_new(.|s) || pi_old(.|s))``.
     ``path`` is the reparameterised chain the actor loss already sampled (:meth:`DiffusionActor.sde_chain` with
     ``return_path``), one per state: the gradient flows through the new kernel means and, pathwise, through the
-    latents the old kernels are evaluated at. Only the old network's N passes are added.
+    latents the old kernels are evaluated at. Only the old network's N passes are added, batched into one.
 
     Returns:
         ``c(s)`` (B,) and the KL of each denoising step averaged over states (N,), detached.
     """
-    etas_new = actor.process.etas()
+    latents = torch.stack([x for x, _ in path])  # (N, B, d)
+    mean_new = torch.stack([mean for _, mean in path])
+    var_new = 2.0 * actor.process.etas().unsqueeze(1)
     with torch.no_grad():
         condition_old = old_actor.condition(state)
-    etas_old = condition_old[0]
-    per_step = []
-    for n, (x, mean_new) in enumerate(path):
-        mean_old = old_actor.step_mean(x, condition_old, n)  # the old parameters are frozen; x carries the gradient
-        per_step.append(gaussian_kl(mean_new, 2.0 * etas_new[n], mean_old, 2.0 * etas_old[n], kl_mode))
-    per_step_kl = torch.stack(per_step, dim=-1)  # (B, N)
-    return per_step_kl.sum(-1), per_step_kl.detach().mean(0)
+    var_old = 2.0 * condition_old[0].unsqueeze(1)
+    # The old parameters are frozen; the latents carry the gradient into the new policy.
+    mean_old = old_actor.step_means(latents, condition_old)
+    per_step_kl = gaussian_kl(mean_new, var_new, mean_old, var_old, kl_mode)  # (N, B)
+    return per_step_kl.sum(0), per_step_kl.detach().mean(-1)
 
 
 def actor_objective(

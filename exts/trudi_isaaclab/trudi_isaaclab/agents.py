@@ -87,6 +87,11 @@ class TruDiAlgorithmCfg:
     """``full`` closed-form Gaussian KL or ``mean`` (mean term only)."""
     kl_direction: str = "forward"
     """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
+    kl_chains: str = "mini_batch"
+    """Old-policy chains of the forward KL: ``mini_batch`` (K fresh per mini-batch), ``update`` (K per state, once per
+    update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
+    sarsa_bootstrap: bool = False
+    """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
     mixed_precision: str = "none"
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
     torch_compile: bool = False
