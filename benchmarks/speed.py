@@ -5,6 +5,8 @@
     python benchmarks/speed.py --task Isaac-Ant --num-envs 256                       # in the Isaac Lab venv
     python benchmarks/speed.py --task synthetic --trudi agent.algorithm.kl_samples=1 --note "K=1"  # a TruDi option
     python benchmarks/speed.py --task synthetic --num-envs 4096 --memory      # peak memory, rollout + update epoch
+    python benchmarks/speed.py --task synthetic --trudi-only --against /tmp/old-checkout --note "616ac70"
+                                      # TruDi at this commit and at another checkout's source, in one run
 
 Both algorithms train through the same ``OnPolicyRunner`` on the same environment, with the same number of envs
 and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``process_env_step``,
@@ -12,7 +14,9 @@ and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``p
 iteration is discarded as warm-up. ``synthetic`` is an environment that returns random observations of the
 given size at no cost: it isolates the algorithm. The storage's size is counted from its tensors. Results are
 appended to ``docs/results/speed.json`` and the table in ``docs/results/speed.md`` is rebuilt from it;
-``--memory`` results are appended to ``docs/results/memory.json``.
+``--memory`` results are appended to ``docs/results/memory.json``. ``--against DIR`` first measures the TruDi of
+another checkout (its ``source/`` first on ``PYTHONPATH``, in a child process running this script, with the same
+arguments) and then this one, and records both rows with the ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from datetime import date
 
@@ -172,7 +178,11 @@ def main() -> None:
     parser.add_argument("--note", default="", help="what changed, for before/after rows")
     parser.add_argument("--memory", action="store_true", help="only the peak memory of TruDi's rollout and update")
     parser.add_argument("--trudi", nargs="*", default=[], metavar="agent.KEY=VALUE", help="TruDi config overrides")
+    parser.add_argument("--trudi-only", action="store_true", help="measure TruDi only (no PPO row, no ratio)")
+    parser.add_argument("--against", default=None, metavar="DIR", help="also measure the checkout at DIR first")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    other = _measure_other_checkout(args) if args.against else None
     if args.task == "synthetic" and args.num_envs is None:
         args.num_envs = 256
 
@@ -188,7 +198,10 @@ def main() -> None:
         return
     torch.manual_seed(0)
     trudi = measure(env, trudi_cfg, args.iterations, args.device)
-    ppo = measure(env, ppo_cfg, args.iterations, args.device)
+    if args.child:
+        print("SPEED_ROW " + json.dumps(trudi))
+        return
+    ppo = None if args.trudi_only else measure(env, ppo_cfg, args.iterations, args.device)
     entry = {
         "date": str(date.today()),
         "device": _device_name(args.device),
@@ -197,12 +210,37 @@ def main() -> None:
         "num_steps_per_env": trudi_cfg["num_steps_per_env"],
         "trudi": trudi,
         "ppo": ppo,
-        "ratio_time_per_step": ppo["steps_per_s"] / trudi["steps_per_s"],
+        "ratio_time_per_step": ppo["steps_per_s"] / trudi["steps_per_s"] if ppo else None,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "note": args.note,
         "trudi_overrides": args.trudi,
     }
+    if other is not None:
+        entry["against"] = {"source": os.path.abspath(args.against), "trudi": other}
+        entry["speedup"] = {key: other[key] / trudi[key] for key in ("rollout", "update", "iteration")}
+        print(json.dumps(entry["speedup"]))
     write_table(_append_entry("speed.json", entry))
+
+
+def _measure_other_checkout(args: argparse.Namespace) -> dict:
+    """TruDi's row measured on another checkout's ``source/``, by this script in a child process."""
+    argv = [a for a in sys.argv[1:] if a not in ("--trudi-only",)]
+    skip = {"--against", "--note"}
+    command, i = [sys.executable, os.path.abspath(__file__), "--child"], 0
+    while i < len(argv):
+        if argv[i] in skip:
+            i += 2
+            continue
+        command.append(argv[i])
+        i += 1
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([os.path.join(args.against, "source"), os.environ.get("PYTHONPATH", "")])
+    )
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    rows = [line for line in output.splitlines() if line.startswith("SPEED_ROW ")]
+    if not rows:
+        raise SystemExit(f"speed.py: the run against {args.against} printed no result:\n{output[-2000:]}")
+    return json.loads(rows[-1].removeprefix("SPEED_ROW "))
 
 
 def _append_entry(name: str, entry: dict) -> list[dict]:
@@ -236,10 +274,16 @@ def write_table(entries: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
-        for algo in ("trudi", "ppo"):
-            r = e[algo]
-            ratio = f"{e['ratio_time_per_step']:.2f}x" if algo == "trudi" else ""
-            storage = f"{r['storage_mb']:.0f}" if algo == "trudi" else ""
+        rows = [("trudi", e["trudi"])] + ([("ppo", e["ppo"])] if e.get("ppo") else [])
+        if "against" in e:
+            rows.insert(0, ("trudi (before)", e["against"]["trudi"]))
+        for algo, r in rows:
+            ratio = ""
+            if algo == "trudi" and e.get("ratio_time_per_step"):
+                ratio = f"{e['ratio_time_per_step']:.2f}x"
+            if algo == "trudi" and "speedup" in e:
+                ratio += f" (update {e['speedup']['update']:.2f}x, rollout {e['speedup']['rollout']:.2f}x faster)"
+            storage = f"{r['storage_mb']:.0f}" if algo.startswith("trudi") else ""
             lines.append(
                 f"| {e['date']} | {e['device']} | {e['task']} | {e['num_envs']} x {e['num_steps_per_env']} | {algo} |"
                 f" {r['rollout']:.3f} | {r['returns']:.3f} | {r['update']:.3f} | {r['iteration']:.3f} |"

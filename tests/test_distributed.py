@@ -33,7 +33,15 @@ ITERATIONS = 3
 OBS_DIMS = {"policy": 3, "privileged": 2}
 ACTION_DIM = 2
 EMBEDDING_DIM = 32
-STORAGE_FIELDS = ("actions", "rewards", "soft_rewards", "terminations", "truncations", "next_values", "next_embeddings")
+STORAGE_FIELDS = (
+    "actions",
+    "rewards",
+    "entropy_bonus",
+    "terminations",
+    "truncations",
+    "next_values",
+    "next_embeddings",
+)
 """Fields of the stored ``Transition`` besides the observations."""
 
 
@@ -68,7 +76,7 @@ def _rollout(rank: int, iteration: int) -> dict[str, torch.Tensor]:
     rollout = {key: torch.randn(*shape, dim, generator=gen) * (1 + rank) + 3.0 * rank for key, dim in OBS_DIMS.items()}
     rollout["actions"] = torch.rand(*shape, ACTION_DIM, generator=gen) * 1.8 - 0.9
     rollout["rewards"] = torch.randn(shape, generator=gen) + rank
-    rollout["soft_rewards"] = rollout["rewards"] + 0.1 * torch.randn(shape, generator=gen)
+    rollout["entropy_bonus"] = 0.1 * torch.randn(shape, generator=gen)
     rollout["next_values"] = torch.rand(shape, generator=gen) * 2.0 - 1.0
     rollout["next_embeddings"] = torch.randn(*shape, EMBEDDING_DIM, generator=gen)
     # The same episode ends on every rank: the self-predictive loss is a mean over the steps without one, and the

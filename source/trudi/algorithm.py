@@ -19,6 +19,7 @@ from tensordict import TensorDict
 from trudi.actor import DiffusionActor
 from trudi.config import ConfigError, check_bool, check_choice, check_float, check_int, check_known_keys
 from trudi.critic import QCritic
+from trudi.reward_scale import ReturnScale
 from trudi.sampler import squash
 from trudi.storage import Transition, TruDiStorage
 from trudi.trust_region import (
@@ -40,6 +41,8 @@ DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
 MAX_STATS = ("kl_max",)
 """Logged statistics reduced by a maximum across ranks; all others are averaged."""
+ENTROPY_TARGET_REFERENCES = ("initial", "zero")
+"""``algorithm.entropy_target_reference``: the entropy the target ``-c_H * d`` is counted from."""
 MIXED_PRECISION = {"none": None, "bf16": torch.bfloat16}
 """``algorithm.mixed_precision`` choices: the autocast dtype of the network passes (``None``: float32 throughout)."""
 
@@ -84,27 +87,30 @@ class TruDi:
         actor: DiffusionActor,
         critic: QCritic,
         storage: TruDiStorage,
-        num_learning_epochs: int = 4,
-        num_mini_batches: int = 8,
+        num_learning_epochs: int = 2,
+        num_mini_batches: int = 32,
         learning_rate: float = 3e-4,
+        dual_learning_rate: float = 0.01,
         max_grad_norm: float = 0.5,
         gamma: float = 0.99,
         lam: float = 0.95,
         trust_region: str = "gate",
         kl_bound: float = 0.1,
-        kl_samples: int = 4,
+        kl_samples: int = 1,
         kl_mode: str = "full",
         kl_direction: str = "forward",
-        kl_chains: str = "mini_batch",
-        sarsa_bootstrap: bool = False,
+        kl_chains: str = "rollout",
+        sarsa_bootstrap: bool = True,
         mixed_precision: str = "none",
         torch_compile: bool = False,
         init_entropy_coef: float = 0.01,
         learn_entropy_coef: bool = True,
         entropy_target_mult: float = 4.0,
+        entropy_target_reference: str = "initial",
         init_kl_multiplier: float = 0.01,
         learn_kl_multiplier: bool = True,
         aux_loss_coef: float = 1.0,
+        reward_normalization: bool = True,
         auto_support_margin: float = 2.0,
         clipped_target_warning: float = 0.05,
         device: str = "cpu",
@@ -120,7 +126,10 @@ class TruDi:
             storage: Rollout storage sized for ``num_envs x num_steps_per_env``.
             num_learning_epochs: Passes over each rollout.
             num_mini_batches: Mini-batches per epoch.
-            learning_rate: Adam learning rate of actor, critic and duals.
+            learning_rate: Adam learning rate of the actor and the critic.
+            dual_learning_rate: Adam learning rate of ``log alpha`` and ``log lambda``. Adam moves each by about this
+                much per step while its constraint is violated, so a run of S steps can move a dual by a factor
+                ``exp(S * dual_learning_rate)``: large enough to settle within a short run.
             max_grad_norm: Gradient-norm clip, applied separately to actor and critic.
             gamma: Discount factor.
             lam: Lambda of the lambda-returns.
@@ -145,10 +154,16 @@ class TruDi:
                 iteration pays the compilation; the samples differ from eager ones only through the random draws.
             init_entropy_coef: Initial entropy temperature ``alpha``.
             learn_entropy_coef: Whether ``alpha`` is adapted towards the entropy target.
-            entropy_target_mult: ``c_H``; the target entropy is ``-c_H * action_dim``.
+            entropy_target_mult: ``c_H``, in nats per action dimension below the reference entropy.
+            entropy_target_reference: ``"initial"``: the target is ``H_0 - c_H * action_dim`` with ``H_0`` the
+                entropy estimate of the initial policy, measured once before the first update (so the target's meaning
+                does not depend on ``N``, ``sigma_0`` or the friction); ``"zero"``: ``-c_H * action_dim`` (SPEC).
             init_kl_multiplier: Initial KL multiplier ``lambda``.
             learn_kl_multiplier: Whether ``lambda`` is adapted by dual ascent.
             aux_loss_coef: Weight of the critic's self-predictive loss.
+            reward_normalization: Divide rewards by the running RMS of the discounted return (updated once per
+                iteration, before the returns; see :mod:`trudi.reward_scale`), so the critic's support, the entropy
+                bonus and the KL penalty are in a unit that does not depend on the task's reward scale.
             auto_support_margin: With an ``"auto"`` critic support, the factor applied to the warm-up's
                 return bounds (see :meth:`compute_returns`).
             clipped_target_warning: Warn when more than this fraction of return targets falls outside the support.
@@ -160,6 +175,9 @@ class TruDi:
         self.num_learning_epochs = check_int("algorithm.num_learning_epochs", num_learning_epochs, minimum=1)
         self.num_mini_batches = check_int("algorithm.num_mini_batches", num_mini_batches, minimum=1)
         self._learning_rate = check_float("algorithm.learning_rate", learning_rate, minimum=0.0, strict_minimum=True)
+        self.dual_learning_rate = check_float(
+            "algorithm.dual_learning_rate", dual_learning_rate, minimum=0.0, strict_minimum=True
+        )
         self.max_grad_norm = check_float("algorithm.max_grad_norm", max_grad_norm, minimum=0.0, strict_minimum=True)
         self.gamma = check_float("algorithm.gamma", gamma, minimum=0.0, maximum=1.0)
         self.lam = check_float("algorithm.lam", lam, minimum=0.0, maximum=1.0)
@@ -180,9 +198,13 @@ class TruDi:
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
         self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
+        self.entropy_target_reference = check_choice(
+            "algorithm.entropy_target_reference", entropy_target_reference, ENTROPY_TARGET_REFERENCES
+        )
         check_float("algorithm.init_kl_multiplier", init_kl_multiplier, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_kl_multiplier", learn_kl_multiplier)
         self.aux_loss_coef = check_float("algorithm.aux_loss_coef", aux_loss_coef, minimum=0.0)
+        check_bool("algorithm.reward_normalization", reward_normalization)
         self.auto_support_margin = check_float(
             "algorithm.auto_support_margin", auto_support_margin, minimum=1.0, strict_minimum=False
         )
@@ -215,13 +237,13 @@ class TruDi:
         self.duals = LagrangeDuals(init_entropy_coef, init_kl_multiplier, learn_entropy_coef, learn_kl_multiplier).to(
             device
         )
-        self.target_entropy = -self.entropy_target_mult * actor.action_dim
+        self.return_scale = ReturnScale(storage.num_envs, self.gamma).to(device) if reward_normalization else None
         # One Adam over three groups: each step only touches the parameters that received gradients.
         self.optimizer = torch.optim.Adam(
             [
                 {"params": list(actor.parameters()), "name": "actor"},
                 {"params": list(critic.parameters()), "name": "critic"},
-                {"params": list(self.duals.parameters()), "name": "duals"},
+                {"params": list(self.duals.parameters()), "name": "duals", "lr": self.dual_learning_rate},
             ],
             lr=self._learning_rate,
         )
@@ -338,7 +360,7 @@ class TruDi:
                 observations=self._last_obs,
                 actions=self._last_actions,
                 rewards=rewards,
-                soft_rewards=rewards + entropy_bonus,
+                entropy_bonus=entropy_bonus,
                 terminations=terminations,
                 truncations=time_outs,
                 next_values=next_values,
@@ -359,9 +381,17 @@ class TruDi:
         rewards grow as the policy improves. The clipped-target fraction is logged every update to catch the rest.
         """
         self._raise_if_nonfinite("rollout")
+        storage = self.storage
+        reward_scale = 1.0
+        if self.return_scale is not None:
+            episode_ends = storage.terminations | storage.truncations
+            old_scale, reward_scale = self.return_scale.update(storage.rewards, episode_ends)
+            # The stored V' came from the critic in the old unit; Q is linear in the rewards' unit.
+            storage.next_values.mul_(old_scale / reward_scale)
+        storage.set_soft_rewards(reward_scale)
         if bool(self.critic.support_pending):
             self._set_auto_support()
-        self.storage.compute_returns(self.gamma, self.lam)
+        storage.compute_returns(self.gamma, self.lam)
 
     # ------------------------------------------------------------------ update
 
@@ -372,6 +402,10 @@ class TruDi:
         rank, so rank 0 logs the global numbers.
         """
         stats: dict[str, list[torch.Tensor]] = {}
+        observations = self.storage.observations.flatten(0, 1)
+        first_update = not bool(self.duals.started)
+        if first_update:
+            self._start(observations)
         if self._stored_chains and self.kl_chains == "update":
             with self._autocast(), torch.no_grad():
                 state = self.old_actor.get_latent(self.storage.observations.flatten(0, 1))
@@ -381,10 +415,11 @@ class TruDi:
             for key, value in batch_stats.items():
                 stats.setdefault(key, []).append(value.detach())
 
-        # Normalisers change only here, after the update, so rollout and update saw the same statistics.
-        observations = self.storage.observations.flatten(0, 1)
-        self.actor.update_normalization(observations)
-        self.critic.update_normalization(observations)
+        # Normalisers change only here, after the update, so rollout and update saw the same statistics (the first
+        # rollout already went into them in _start).
+        if not first_update:
+            self.actor.update_normalization(observations)
+            self.critic.update_normalization(observations)
         self.old_actor.load_state_dict(self.actor.state_dict())
         self.storage.clear()
         self._next_sample = None  # sampled by the policy before this update
@@ -401,6 +436,37 @@ class TruDi:
                 stacklevel=2,
             )
         return loss_dict
+
+    def _start(self, observations: TensorDict) -> None:
+        """Before the first update: normalisers from the first rollout, and the initial policy's entropy estimate.
+
+        The first rollout ran on identity normalisers; training on them would fit the networks to inputs that change
+        at once. The untrained control is about zero (its output layer starts at 1e-8), so the policy that collected
+        the rollout is the same under either normalisation, and the stored chains stay old-policy samples; their
+        kernel means are recomputed under the new statistics.
+        """
+        self.actor.update_normalization(observations)
+        self.critic.update_normalization(observations)
+        self.old_actor.load_state_dict(self.actor.state_dict())
+        with torch.no_grad(), self._autocast():
+            state = self.old_actor.get_latent(observations)
+            if self._rollout_chains:
+                storage = self.storage
+                latents = storage.chain_latents.flatten(0, 2).transpose(0, 1)  # (N, T*E, d)
+                means = self.old_actor.step_means(latents, self.old_actor.condition(state))
+                storage.chain_means.copy_(means.transpose(0, 1).view_as(storage.chain_means))
+            running = self.old_actor.sde_chain(state)[2]
+        entropy = -running.mean()
+        if self.is_multi_gpu:
+            torch.distributed.all_reduce(entropy)
+            entropy /= self.gpu_world_size
+        self.duals.start(entropy)
+
+    @property
+    def target_entropy(self) -> torch.Tensor:
+        """``H_ref - c_H * d`` with ``H_ref`` the initial policy's entropy estimate (or 0, see the constructor)."""
+        reference = self.duals.initial_entropy if self.entropy_target_reference == "initial" else 0.0
+        return reference - self.entropy_target_mult * self.actor.action_dim
 
     def _critic_step(self, batch) -> dict[str, torch.Tensor]:
         """Cross-entropy to HL-Gauss targets of the lambda-returns plus the self-predictive loss."""
@@ -513,6 +579,8 @@ class TruDi:
         return {
             "entropy_coef": self.duals.entropy_coef.item(),
             "kl_multiplier": self.duals.kl_multiplier.item(),
+            "target_entropy": float(self.target_entropy),
+            "reward_scale": float(self.return_scale.scale) if self.return_scale is not None else 1.0,
             "friction_mean": float(friction.mean()),
             "friction_min": float(friction.min()),
             "friction_max": float(friction.max()),
@@ -554,6 +622,7 @@ class TruDi:
             "optimizer_state_dict": self.optimizer.state_dict(),
             "old_actor_state_dict": self.old_actor.state_dict(),
             "duals_state_dict": self.duals.state_dict(),
+            "return_scale_state_dict": self.return_scale.state_dict() if self.return_scale is not None else None,
             "rng_state": rng_state,
         }
 
@@ -575,13 +644,16 @@ class TruDi:
             self.optimizer.load_state_dict(loaded_dict["optimizer_state_dict"])
             # The learning rate is a constant of the config, not state: a resumed run uses the configured one.
             for group in self.optimizer.param_groups:
-                group["lr"] = self._learning_rate
+                group["lr"] = self.dual_learning_rate if group.get("name") == "duals" else self._learning_rate
         if load_cfg.get("old_actor") and "old_actor_state_dict" in loaded_dict:
             self.old_actor.load_state_dict(loaded_dict["old_actor_state_dict"], strict=strict)
         elif load_cfg.get("actor"):
             self.old_actor.load_state_dict(self.actor.state_dict())
         if load_cfg.get("duals") and "duals_state_dict" in loaded_dict:
             self.duals.load_state_dict(loaded_dict["duals_state_dict"], strict=strict)
+            scale_state = loaded_dict.get("return_scale_state_dict")
+            if self.return_scale is not None and scale_state is not None:
+                self.return_scale.load_state_dict(scale_state, strict=strict)
         # Only rank 0's generators are in a checkpoint; the other ranks keep their own (per-rank seeded) ones, or every
         # rank would draw the same noise after a resume.
         if load_cfg.get("rng") and "rng_state" in loaded_dict and self.gpu_global_rank == 0:
@@ -595,7 +667,10 @@ class TruDi:
 
         The optimizer state is not sent: it is empty at the start and restored from the same checkpoint on a resume.
         """
-        for module in (self.actor, self.critic, self.old_actor, self.duals):
+        modules = [self.actor, self.critic, self.old_actor, self.duals]
+        if self.return_scale is not None:
+            modules.append(self.return_scale)  # its persistent statistics; each rank keeps its own envs' returns
+        for module in modules:
             for tensor in module.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
 

@@ -134,6 +134,11 @@ class QCritic(nn.Module):
         blocks += [_DenseBlock(hidden_dim, hidden_dim) for _ in range(num_layers - 1)]
         self.encoder = nn.Sequential(*blocks)
         self.head = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, num_bins))
+        # Small initial logits: a near-uniform value distribution, so Q starts at the support's midpoint (0 on the
+        # symmetric default support, in the rewards' normalised unit) for every input instead of at a random value.
+        with torch.no_grad():
+            self.head[-1].weight.mul_(0.1)
+            self.head[-1].bias.zero_()
         self.predictor = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim))
         # The support is state (it may be set after a warm-up), so it lives in buffers and in checkpoints.
         self.register_buffer("value_range", torch.tensor([value_min, value_max]))

@@ -49,7 +49,7 @@ class ObservationInput(nn.Module):
         normalizer = self.normalizer
         if not self.normalize or not normalizer.training:
             return
-        count, mean, var = _global_moments(self.concat(obs))
+        count, mean, var = global_moments(self.concat(obs))
         total = int(normalizer.count) + count
         weight = count / total
         mean, var = mean.to(normalizer._mean.dtype), var.to(normalizer._var.dtype)
@@ -61,7 +61,7 @@ class ObservationInput(nn.Module):
         normalizer.count.fill_(total)
 
 
-def _global_moments(x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+def global_moments(x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Sample count, mean (1, dim) and biased variance (1, dim) of ``x`` (B, dim) over all ranks of the process group.
 
     Two all-reduces: the counts and sums, then the squared deviations from the global mean (stabler than the sum of

@@ -47,8 +47,8 @@ class Transition:
     """Unit-range actions ``tanh(x_N)`` taken at ``s_t`` (E, d)."""
     rewards: torch.Tensor
     """The environment's rewards (E,)."""
-    soft_rewards: torch.Tensor
-    """Rewards plus the entropy bonus of the next action, ``r - gamma * alpha * l(a'|s')`` (E,)."""
+    entropy_bonus: torch.Tensor
+    """The entropy bonus of the next action, ``-gamma * alpha * l(a'|s')`` (E,), in the rewards' normalised unit."""
     terminations: torch.Tensor
     """Whether the episode ended in a terminal state (E,), bool."""
     truncations: torch.Tensor
@@ -106,7 +106,9 @@ class TruDiStorage:
         )
         self.actions = torch.zeros(*shape, action_dim, device=device)
         self.rewards = torch.zeros(shape, device=device)
+        self.entropy_bonus = torch.zeros(shape, device=device)
         self.soft_rewards = torch.zeros(shape, device=device)
+        """Normalised reward plus entropy bonus, set by :meth:`set_soft_rewards` before the returns."""
         self.terminations = torch.zeros(shape, dtype=torch.bool, device=device)
         self.truncations = torch.zeros(shape, dtype=torch.bool, device=device)
         self.next_values = torch.zeros(shape, device=device)
@@ -135,7 +137,7 @@ class TruDiStorage:
             self.observations[key][t].copy_(value)
         self.actions[t].copy_(transition.actions)
         self.rewards[t].copy_(transition.rewards)
-        self.soft_rewards[t].copy_(transition.soft_rewards)
+        self.entropy_bonus[t].copy_(transition.entropy_bonus)
         self.terminations[t].copy_(transition.terminations)
         self.truncations[t].copy_(transition.truncations)
         self.next_values[t].copy_(transition.next_values)
@@ -152,6 +154,10 @@ class TruDiStorage:
         # (N, T*E*K, d) -> (T, E, K, N, d)
         self.chain_latents.copy_(chains.latents.view(shape[3], *shape[:3], shape[4]).permute(1, 2, 3, 0, 4))
         self.chain_means.copy_(chains.means.view(shape[3], *shape[:3], shape[4]).permute(1, 2, 3, 0, 4))
+
+    def set_soft_rewards(self, reward_scale: float | torch.Tensor = 1.0) -> None:
+        """``r~ = r / reward_scale + entropy_bonus`` for the stored steps."""
+        self.soft_rewards.copy_(self.rewards / reward_scale + self.entropy_bonus)
 
     def compute_returns(self, gamma: float, lam: float) -> None:
         """Fill :attr:`returns` with :func:`lambda_returns`."""

@@ -198,6 +198,15 @@ class LagrangeDuals(nn.Module):
         self.log_kl_multiplier = nn.Parameter(
             torch.tensor(math.log(init_kl_multiplier)), requires_grad=learn_kl_multiplier
         )
+        # The initial policy's entropy estimate, the reference of a relative entropy target; set before the first
+        # update and kept in checkpoints, so a resumed run keeps its target.
+        self.register_buffer("initial_entropy", torch.tensor(0.0))
+        self.register_buffer("started", torch.tensor(False))
+
+    def start(self, initial_entropy: torch.Tensor) -> None:
+        """Record the initial policy's entropy estimate and mark training as started."""
+        self.initial_entropy.copy_(initial_entropy.detach())
+        self.started.fill_(True)
 
     @property
     def entropy_coef(self) -> torch.Tensor:

@@ -71,9 +71,11 @@ class TruDiAlgorithmCfg:
     """``trudi.rsl_rl:TruDi``: critic step, gated trust-region actor step, dual steps."""
 
     class_name: str = "trudi.rsl_rl:TruDi"
-    num_learning_epochs: int = 4
-    num_mini_batches: int = 8
+    num_learning_epochs: int = 2
+    num_mini_batches: int = 32
     learning_rate: float = 3e-4
+    dual_learning_rate: float = 0.01
+    """Adam learning rate of ``log alpha`` and ``log lambda`` (about this much change per step)."""
     max_grad_norm: float = 0.5
     gamma: float = 0.99
     lam: float = 0.95
@@ -81,16 +83,16 @@ class TruDiAlgorithmCfg:
     """``gate`` (TruDi), ``penalty`` or ``none``."""
     kl_bound: float = 0.1
     """``epsilon``, the bound on the trajectory KL per state."""
-    kl_samples: int = 4
+    kl_samples: int = 1
     """``K``, old-policy chains per state for the KL estimate."""
     kl_mode: str = "full"
     """``full`` closed-form Gaussian KL or ``mean`` (mean term only)."""
     kl_direction: str = "forward"
     """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
-    kl_chains: str = "mini_batch"
+    kl_chains: str = "rollout"
     """Old-policy chains of the forward KL: ``mini_batch`` (K fresh per mini-batch), ``update`` (K per state, once per
     update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
-    sarsa_bootstrap: bool = False
+    sarsa_bootstrap: bool = True
     """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
     mixed_precision: str = "none"
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
@@ -99,10 +101,14 @@ class TruDiAlgorithmCfg:
     init_entropy_coef: float = 0.01
     learn_entropy_coef: bool = True
     entropy_target_mult: float = 4.0
-    """``c_H``: target entropy ``-c_H * action_dim``."""
+    """``c_H``: the target entropy is ``H_ref - c_H * action_dim`` (nats per action dimension below the reference)."""
+    entropy_target_reference: str = "initial"
+    """``initial`` (``H_ref``: the initial policy's entropy estimate) or ``zero`` (``H_ref = 0``, SPEC)."""
     init_kl_multiplier: float = 0.01
     learn_kl_multiplier: bool = True
     aux_loss_coef: float = 1.0
+    reward_normalization: bool = True
+    """Divide rewards by the running RMS of the discounted return: every critic and dual quantity is unit-free."""
     auto_support_margin: float = 2.0
     clipped_target_warning: float = 0.05
     grad_reduce_bucket_mb: float = 25.0

@@ -78,12 +78,14 @@ class TruDiAlgorithmCfg:
 
     class_name: str = "trudi.rsl_rl:TruDi"
     """Algorithm class resolved by RSL-RL."""
-    num_learning_epochs: int = 4
+    num_learning_epochs: int = 2
     """Passes over each rollout."""
-    num_mini_batches: int = 8
+    num_mini_batches: int = 32
     """Mini-batches per epoch (at most ``num_envs * num_steps_per_env``)."""
     learning_rate: float = 3e-4
-    """Adam learning rate of actor, critic and duals (constant)."""
+    """Adam learning rate of the actor and the critic (constant)."""
+    dual_learning_rate: float = 0.01
+    """Adam learning rate of ``log alpha`` and ``log lambda`` (about this much change per step)."""
     max_grad_norm: float = 0.5
     """Gradient-norm clip, applied separately to the actor and the critic step."""
     gamma: float = 0.99
@@ -94,16 +96,16 @@ class TruDiAlgorithmCfg:
     """``gate`` (TruDi), ``penalty`` or ``none``."""
     kl_bound: float = 0.1
     """``epsilon``, the per-state bound on the trajectory KL."""
-    kl_samples: int = 4
+    kl_samples: int = 1
     """``K``, old-policy chains per state for the KL estimate."""
     kl_mode: str = "full"
     """``full`` (closed-form Gaussian KL per step) or ``mean`` (mean term only)."""
     kl_direction: str = "forward"
     """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
-    kl_chains: str = "mini_batch"
+    kl_chains: str = "rollout"
     """Old-policy chains of the forward KL: ``mini_batch`` (K fresh per mini-batch), ``update`` (K per state, once per
     update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
-    sarsa_bootstrap: bool = False
+    sarsa_bootstrap: bool = True
     """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
     mixed_precision: str = "none"
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
@@ -114,13 +116,17 @@ class TruDiAlgorithmCfg:
     learn_entropy_coef: bool = True
     """Adapt ``alpha`` towards the entropy target."""
     entropy_target_mult: float = 4.0
-    """``c_H``: the target entropy is ``-c_H * action_dim``."""
+    """``c_H``: the target entropy is ``H_ref - c_H * action_dim`` (nats per action dimension below the reference)."""
+    entropy_target_reference: str = "initial"
+    """``initial`` (``H_ref``: the initial policy's entropy estimate) or ``zero`` (``H_ref = 0``, SPEC)."""
     init_kl_multiplier: float = 0.01
     """Initial KL multiplier ``lambda``."""
     learn_kl_multiplier: bool = True
     """Adapt ``lambda`` by dual ascent."""
     aux_loss_coef: float = 1.0
     """Weight of the critic's self-predictive loss."""
+    reward_normalization: bool = True
+    """Divide rewards by the running RMS of the discounted return: every critic and dual quantity is unit-free."""
     auto_support_margin: float = 2.0
     """Widening factor (>= 1) of an ``"auto"`` critic support."""
     clipped_target_warning: float = 0.05

@@ -49,7 +49,7 @@ def _cartpole_trudi_cfg(ppo_cfg: RslRlOnPolicyRunnerCfg) -> TruDiOnPolicyRunnerC
     return trudi_runner_cfg(
         ppo_cfg,
         actor=TruDiActorCfg(hidden_dims=(64, 64)),
-        critic=TruDiCriticCfg(hidden_dim=128, value_min="auto", value_max="auto"),
+        critic=TruDiCriticCfg(hidden_dim=128),
     )
 
 
