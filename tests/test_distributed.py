@@ -59,6 +59,7 @@ def _build(multi_gpu: dict | None, num_envs: int) -> TruDi:
             "num_learning_epochs": 2,
             "learning_rate": 1e-3,
             "kl_samples": 2,
+            "kl_chains": "mini_batch",  # this test fills the storage directly, without the rollout's chains
             "kl_bound": 1e-6,
         },
     )

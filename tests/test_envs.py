@@ -118,6 +118,12 @@ def test_gym_autoreset_in_same_step(pendulum):
     # not the fallen pole (|angle| > 0.2).
     assert torch.all(obs["policy"][done].abs() <= 0.01 + 1e-6)
     assert torch.equal(env.get_observations()["policy"], obs["policy"])
+    # The fallen pole's last observation comes back in extras["final_obs"], as Isaac Lab's compute_final_obs gives it:
+    # every env's row, the pre-reset observation where an episode ended, the returned one elsewhere.
+    final = extras["final_obs"]["policy"]
+    assert final.shape == obs["policy"].shape
+    assert torch.all(final[done][:, 1].abs() > 0.2)
+    assert torch.equal(final[~done], obs["policy"][~done])
 
 
 def test_gym_time_limit_sets_time_outs():

@@ -4,18 +4,22 @@
 - ``kl_chains: rollout`` keeps chains that are old-policy samples of the stored states, and its KL estimate agrees
   with fresh chains' in expectation; ``kl_chains: update`` stores K chains per state, each of its own state;
 - ``sarsa_bootstrap``: the next action is the chain sampled for the bootstrap, so ``V'_t = Q(s_{t+1}, a_{t+1})`` of
-  the action actually taken.
+  the action actually taken;
+- a time-out bootstraps from ``Q(s_final, a')`` where the environment gives the pre-reset observation, and from
+  ``Q(s_t, a_t)`` where it does not.
 """
 
 import copy
 
 import pytest
 import torch
+from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.actor import DiffusionActor
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
+from trudi.sampler import squash
 from trudi.tasks import train_cfg
 from trudi.trust_region import (
     OldChains,
@@ -196,3 +200,65 @@ def test_sarsa_bootstrap_resamples_after_an_update():
     alg.update()
     assert alg._next_sample is None  # the cached chain came from the policy before the update
     env.close()
+
+
+class _Clock(VecEnv):
+    """Episodes of ``LENGTH`` steps that always time out; the observation is the elapsed fraction of the episode.
+
+    The pre-reset observation of a time-out (1.0) is far from both the last real state's and the reset's, so the
+    exact bootstrap and the one-step-early approximation differ.
+    """
+
+    LENGTH = 4
+
+    def __init__(self, num_envs: int = 8, final_obs: bool = True) -> None:
+        self.num_envs, self.num_actions, self.device = num_envs, 1, "cpu"
+        self.max_episode_length, self.final_obs, self.cfg = self.LENGTH, final_obs, {}
+        self.episode_length_buf = torch.arange(num_envs) % self.LENGTH
+
+    def get_observations(self) -> TensorDict:
+        obs = (self.episode_length_buf.float() / self.LENGTH).unsqueeze(-1)
+        return TensorDict({"policy": obs}, batch_size=[self.num_envs])
+
+    def step(self, actions):
+        self.episode_length_buf += 1
+        time_outs = self.episode_length_buf >= self.LENGTH
+        extras = {"time_outs": time_outs}
+        if self.final_obs:
+            extras["final_obs"] = {"policy": self.get_observations()["policy"].clone()}
+        self.episode_length_buf[time_outs] = 0
+        return self.get_observations(), actions.sum(-1), time_outs.long(), extras
+
+
+@pytest.mark.parametrize("final_obs", [True, False])
+def test_time_outs_bootstrap_from_the_final_observation_when_there_is_one(final_obs):
+    env = _Clock(final_obs=final_obs)
+    cfg = train_cfg("InvertedPendulum-v5", "trudi")
+    cfg["num_steps_per_env"] = 8
+    torch.manual_seed(0)
+    runner = OnPolicyRunner(env, cfg, log_dir=None)
+    runner.learn(2)  # a critic whose value depends on the observation
+    alg, obs = runner.alg, env.get_observations()
+    with torch.inference_mode():
+        alg.act(obs)
+        one_step_early = alg._last_sample.value
+        if one_step_early is None:  # the rollout's first step: Q(s_t, a_t) is computed in process_env_step
+            one_step_early = alg.critic(obs, squash(alg._last_sample.x_final))
+        obs, rewards, dones, extras = env.step(alg.actor.action_scale * alg._last_actions)
+        time_outs = extras["time_outs"]
+        torch.manual_seed(123)
+        alg.process_env_step(obs, rewards, dones, extras)
+        stored = alg.storage.next_values[alg.storage.step - 1]
+        if final_obs:
+            # The same draws again: the chain at s' first, then the chains at the final observations.
+            torch.manual_seed(123)
+            alg._sample_policy(obs)
+            final = TensorDict({"policy": extras["final_obs"]["policy"][time_outs]}, batch_size=[int(time_outs.sum())])
+            x_final = alg._sample_chain(alg.actor.get_latent(final))[0]
+            expected = alg.critic(final, squash(x_final))
+        else:
+            expected = one_step_early[time_outs]
+    assert time_outs.sum() == 2
+    assert torch.allclose(stored[time_outs], expected, atol=1e-6)
+    if final_obs:
+        assert (stored[time_outs] - one_step_early[time_outs]).abs().min() > 1e-4  # the two bootstraps differ here

@@ -211,6 +211,7 @@ class TruDi:
         self.clipped_target_warning = check_float(
             "algorithm.clipped_target_warning", clipped_target_warning, minimum=0.0, maximum=1.0
         )
+        check_float("algorithm.grad_reduce_bucket_mb", grad_reduce_bucket_mb, minimum=0.0, strict_minimum=True)
         if rnd_cfg is not None:
             raise ConfigError(f"algorithm.rnd_cfg={rnd_cfg!r} is invalid: TruDi does not support RND; use None.")
         batch_size = storage.num_envs * storage.num_steps
@@ -332,11 +333,12 @@ class TruDi:
         ``r~ = r - gamma * alpha * l(a'|s')`` (the entropy bonus is dropped after a termination, as in the JAX
         reference, since no next state exists).
 
-        Time-outs: RSL-RL environments reset inside ``step`` and return no final observation, so on a time-out
-        ``obs`` is already the first observation of the next episode. Those steps are stored as truncated and
-        bootstrap from the last real state instead: ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that
-        produced ``a_t`` (the same one-step-early approximation as PPO's ``r + gamma * V(s_t)`` time-out bootstrap);
-        the self-predictive loss is masked after every episode end.
+        Time-outs: RSL-RL environments reset inside ``step``, so on a time-out ``obs`` is already the first observation
+        of the next episode. Where the environment gives the pre-reset observation (``extras["final_obs"]``: Isaac
+        Lab's ``compute_final_obs``, the Gymnasium adapter), a time-out bootstraps exactly from ``Q(s_final, a')``
+        with ``a' ~ pi(.|s_final)`` and its entropy bonus. Otherwise it bootstraps from the last real state:
+        ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that produced ``a_t`` (the one-step-early
+        approximation of PPO's ``r + gamma * V(s_t)``). The self-predictive loss is masked after every episode end.
         """
         rewards = rewards.view(-1).float()
         dones = dones.view(-1).bool()
@@ -352,8 +354,14 @@ class TruDi:
             next_sample.value = self.critic.value(self.critic.logits(next_embeddings))
             # With sarsa_bootstrap, Q(s_t, a_t) is the previous step's next value, except at a rollout's first step.
             last_values = last.value if last.value is not None else self.critic(self._last_obs, self._last_actions)
-        next_values = torch.where(time_outs, last_values, next_sample.value)
-        next_log_likelihood = torch.where(time_outs, last.log_likelihood, next_sample.log_likelihood)
+        # Time-outs bootstrap from the last real state (one step early) unless the pre-reset observation is known.
+        bootstrap_values, bootstrap_log_likelihood = last_values, last.log_likelihood
+        if "final_obs" in extras:
+            bootstrap_values, bootstrap_log_likelihood = self._final_obs_bootstrap(
+                extras["final_obs"], time_outs, bootstrap_values, bootstrap_log_likelihood
+            )
+        next_values = torch.where(time_outs, bootstrap_values, next_sample.value)
+        next_log_likelihood = torch.where(time_outs, bootstrap_log_likelihood, next_sample.log_likelihood)
         entropy_bonus = -self.gamma * self.duals.entropy_coef * next_log_likelihood * (~terminations).float()
         self.storage.add(
             Transition(
@@ -371,6 +379,26 @@ class TruDi:
         )
         if self.sarsa_bootstrap:
             self._next_sample = next_sample
+
+    def _final_obs_bootstrap(
+        self, final_obs: dict, time_outs: torch.Tensor, values: torch.Tensor, log_likelihood: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Q(s_final, a')`` and ``l(a'|s_final)``, ``a' ~ pi(.|s_final)``, in the rows of the timed-out envs.
+
+        Only those rows are evaluated: finding them reads the time-out mask on the host once per step, which costs
+        less than a chain over every environment's final observation.
+        """
+        env_ids = time_outs.nonzero(as_tuple=True)[0]
+        if env_ids.numel() == 0:
+            return values, log_likelihood
+        final = TensorDict(
+            {key: torch.as_tensor(value, device=self.device)[env_ids] for key, value in final_obs.items()},
+            batch_size=[env_ids.numel()],
+        )
+        with self._autocast():
+            x_final, final_log_likelihood, _ = self._sample_chain(self.actor.get_latent(final))
+            final_values = self.critic(final, squash(x_final))
+        return values.index_copy(0, env_ids, final_values), log_likelihood.index_copy(0, env_ids, final_log_likelihood)
 
     def compute_returns(self, obs: TensorDict) -> None:
         """Compute the lambda-returns of the rollout; on the first call with an ``auto`` support, set it first.

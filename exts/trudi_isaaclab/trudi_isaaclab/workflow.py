@@ -23,6 +23,10 @@ AGENT_KEYS = {"trudi": TRUDI_ENTRY_POINT, "ppo": PPO_ENTRY_POINT}
 """``--algo`` -> agent config key; PPO is the task's own, untouched config."""
 
 
+FINAL_OBS_OVERRIDE = "env.compute_final_obs=true"
+"""Hydra override that makes an Isaac Lab 3 env put its pre-reset observations in ``extras["final_obs"]``."""
+
+
 def yaml_overrides(path: str) -> list[str]:
     """Turn a YAML of agent config keys into ``agent.<dotted.key>=<value>`` overrides (one per leaf)."""
     loaded = load_agent_yaml(path)
@@ -71,6 +75,9 @@ def agent_overrides(args: argparse.Namespace, overrides: list[str], device: str 
 def resolve_agent_cfg(task: str, algo: str, overrides: list[str], play_mode: bool = False) -> tuple[object, object]:
     """Env and agent configs of ``task`` for ``algo`` with ``agent.*`` overrides; TruDi configs are checked.
 
+    For TruDi the env computes its pre-reset observations (``compute_final_obs``), so time-outs bootstrap from
+    ``Q(s_final, a')`` (docs/algorithm.md, section 1.7).
+
     Raises:
         ConfigError: naming the field, the value and what is allowed.
     """
@@ -79,6 +86,8 @@ def resolve_agent_cfg(task: str, algo: str, overrides: list[str], play_mode: boo
 
     import trudi_isaaclab.tasks  # noqa: F401  (registers the TruDi agent key)
 
+    if algo == "trudi":
+        overrides = [*overrides, FINAL_OBS_OVERRIDE]
     try:
         env_cfg, agent_cfg = resolve_task_config(task, AGENT_KEYS[algo], play_mode=play_mode, overrides=overrides)
     except (ValueError, KeyError, AttributeError, TypeError) as error:
@@ -98,6 +107,8 @@ def train(args: argparse.Namespace, passthrough: list[str], overrides: list[str]
 
     overrides = agent_overrides(args, overrides, args.device)
     resolve_agent_cfg(args.task, args.algo, overrides)  # fail with one clear line before the simulator starts
+    if args.algo == "trudi":
+        overrides = [*overrides, FINAL_OBS_OVERRIDE]
     argv = ["--rl_library", "rsl_rl", "--task", args.task, "--agent", AGENT_KEYS[args.algo]]
     if args.num_envs is not None:
         argv += ["--num_envs", str(args.num_envs)]

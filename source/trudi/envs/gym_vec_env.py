@@ -156,14 +156,16 @@ class GymVecEnv(VecEnv):
                 step, the first observation of the new episode.
             rewards: Rewards of the transition. Shape: ``(num_envs,)``, float32.
             dones: ``terminated | truncated``. Shape: ``(num_envs,)``, long.
-            extras: ``{"time_outs": truncated & ~terminated (bool, shape (num_envs,)), "log": {}}``.
+            extras: ``{"time_outs": truncated & ~terminated (bool, shape (num_envs,)), "log": {}}``, and when an
+                episode ended, ``"final_obs": {"policy": (num_envs, obs_dim)}`` holding the last observation of each
+                finished episode (the other rows repeat ``observations``), as Isaac Lab's ``extras["final_obs"]``.
         """
         a = actions.detach().to("cpu", torch.float64).reshape(self.num_envs, self.num_actions).numpy()
         a = np.clip(a, -1.0, 1.0)
         a = self._action_low + 0.5 * (a + 1.0) * (self._action_high - self._action_low)
         a = a.astype(self._action_dtype).reshape(self.num_envs, *self._action_shape)
 
-        obs, rewards, terminated, truncated, _ = self._env.step(a)
+        obs, rewards, terminated, truncated, infos = self._env.step(a)
 
         self._obs = self._to_tensor(obs)
         rewards_t = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
@@ -177,6 +179,13 @@ class GymVecEnv(VecEnv):
 
         # RSL-RL's Logger derives episode return and length from rewards/dones, so nothing else needs logging here.
         extras = {"time_outs": truncated_t & ~terminated_t, "log": {}}
+        if "final_obs" in infos:
+            # As Isaac Lab's compute_final_obs does: every group for every env, the pre-reset observation where an
+            # episode ended in this step.
+            final = np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1).copy()
+            for i in np.flatnonzero(infos["_final_obs"]):
+                final[i] = np.asarray(infos["final_obs"][i], dtype=np.float32).reshape(-1)
+            extras["final_obs"] = {"policy": torch.as_tensor(final, device=self.device)}
         return self.get_observations(), rewards_t, dones.long(), extras
 
     def close(self) -> None:
