@@ -6,7 +6,7 @@ import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +103,7 @@ class TruDi:
         sarsa_bootstrap: bool = True,
         mixed_precision: str = "none",
         torch_compile: bool = False,
+        cuda_graphs: bool = False,
         init_entropy_coef: float = 0.01,
         learn_entropy_coef: bool = True,
         entropy_target_mult: float = 4.0,
@@ -149,6 +150,10 @@ class TruDi:
             mixed_precision: ``"none"`` or ``"bf16"``: run the network passes of rollout and update under bfloat16
                 autocast. The networks return float32, so the chain, log-likelihoods, KL, losses, parameters and
                 optimizer state stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
+            cuda_graphs: With ``torch_compile``, capture those functions as CUDA graphs
+                (``mode="reduce-overhead"``; fixed shapes make one graph per function and grad mode), which removes the
+                chains' many kernel launches on a GPU. Their outputs are copied out of the graphs' static buffers, which
+                the next replay overwrites (:func:`graph_safe`). Inductor does not capture graphs on the CPU.
             torch_compile: Compile the rollout's chain and the actor step's chain and trajectory KL with
                 ``torch.compile`` (default mode, fixed shapes), which fuses the many small per-step kernels. The first
                 iteration pays the compilation; the samples differ from eager ones only through the random draws.
@@ -195,6 +200,12 @@ class TruDi:
         self.sarsa_bootstrap = check_bool("algorithm.sarsa_bootstrap", sarsa_bootstrap)
         self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
         check_bool("algorithm.torch_compile", torch_compile)
+        check_bool("algorithm.cuda_graphs", cuda_graphs)
+        if cuda_graphs and not torch_compile:
+            raise ConfigError(
+                "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
+                " torch.compile(mode='reduce-overhead'); set torch_compile to True as well."
+            )
         check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
         check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
         self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
@@ -233,8 +244,13 @@ class TruDi:
             num_stored = 1 if self._rollout_chains else self.kl_samples
             storage.reserve_chains(num_stored, actor.process.num_steps, actor.action_dim)
         # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
-        self._sample_chain = torch.compile(actor.sde_chain, dynamic=False) if torch_compile else actor.sde_chain
-        self._policy_terms = torch.compile(self._chain_and_kl, dynamic=False) if torch_compile else self._chain_and_kl
+        self._sample_chain, self._policy_terms = actor.sde_chain, self._chain_and_kl
+        if torch_compile:
+            mode = "reduce-overhead" if cuda_graphs else "default"
+            self._sample_chain = torch.compile(self._sample_chain, dynamic=False, mode=mode)
+            self._policy_terms = torch.compile(self._policy_terms, dynamic=False, mode=mode)
+        if cuda_graphs:
+            self._sample_chain, self._policy_terms = graph_safe(self._sample_chain), graph_safe(self._policy_terms)
         self.duals = LagrangeDuals(init_entropy_coef, init_kl_multiplier, learn_entropy_coef, learn_kl_multiplier).to(
             device
         )
@@ -392,7 +408,7 @@ class TruDi:
         if env_ids.numel() == 0:
             return values, log_likelihood
         final = TensorDict(
-            {key: torch.as_tensor(value, device=self.device)[env_ids] for key, value in final_obs.items()},
+            {key: value.to(self.device)[env_ids] for key, value in final_obs.items() if torch.is_tensor(value)},
             batch_size=[env_ids.numel()],
         )
         with self._autocast():
@@ -778,6 +794,31 @@ class TruDi:
                 f"{' ...' if len(culprits) > 8 else ''}. No checkpoint was written after this point; the last saved"
                 " one is intact."
             )
+
+
+def graph_safe(function: Callable) -> Callable:
+    """Wrap a function compiled with CUDA graphs so that its outputs survive the next replay.
+
+    Each call starts a new graph step (``cudagraph_mark_step_begin``, so a replay may reuse the buffers of the previous
+    call) and returns copies of the output tensors: the rollout keeps a chain's outputs across the next call, and the
+    actor step's outputs are still needed in its backward pass. Around an uncompiled function the wrapper changes no
+    value (``tests/test_compile.py``).
+    """
+
+    def call(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return _copy_tensors(function(*args, **kwargs))
+
+    return call
+
+
+def _copy_tensors(value: object) -> object:
+    """``value`` with every tensor in it (nested in tuples, lists and dataclass fields of those) cloned."""
+    if torch.is_tensor(value):
+        return value.clone()
+    if isinstance(value, tuple | list):
+        return type(value)(_copy_tensors(item) for item in value)
+    return value
 
 
 def _resolve_model_class(section: str, class_name: object, base: type, default: str) -> type:

@@ -98,6 +98,8 @@ class TruDiAlgorithmCfg:
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
     torch_compile: bool = False
     """``torch.compile`` the rollout chain and the actor step's chain and KL (compiled in the first iteration)."""
+    cuda_graphs: bool = False
+    """With ``torch_compile``: capture those functions as CUDA graphs (``mode="reduce-overhead"``)."""
     init_entropy_coef: float = 0.01
     learn_entropy_coef: bool = True
     entropy_target_mult: float = 4.0

@@ -111,6 +111,8 @@ class TruDiAlgorithmCfg:
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
     torch_compile: bool = False
     """``torch.compile`` the rollout chain and the actor step's chain and KL (compiled in the first iteration)."""
+    cuda_graphs: bool = False
+    """With ``torch_compile``: capture those functions as CUDA graphs (``mode="reduce-overhead"``)."""
     init_entropy_coef: float = 0.01
     """Initial entropy temperature ``alpha``."""
     learn_entropy_coef: bool = True
