@@ -17,7 +17,15 @@ import sys
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, require_isaaclab, train_cfg
-from trudi.workflow import LOG_ROOT, evaluate, export_policy, merge_agent_cfg, resolve_checkpoint, seed_everything
+from trudi.workflow import (
+    LOG_ROOT,
+    evaluate,
+    export_policy,
+    load_checkpoint,
+    merge_agent_cfg,
+    resolve_checkpoint,
+    seed_everything,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     seed_everything(args.seed)
     env = task.make_env(args.num_envs or task.num_envs, args.seed, args.device)
     runner = OnPolicyRunner(env, agent_cfg, log_dir=None, device=args.device)
-    runner.load(checkpoint, load_cfg={"actor": True}, map_location=args.device)
+    load_checkpoint(runner, checkpoint, load_cfg={"actor": True}, map_location=args.device)
     policy = runner.get_inference_policy(device=args.device)
 
     mean_return, std_return = evaluate(policy, env, args.episodes)

@@ -23,7 +23,15 @@ import sys
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, isaaclab_installed, require_isaaclab, train_cfg
-from trudi.workflow import LOG_ROOT, dump_params, merge_agent_cfg, new_log_dir, resolve_checkpoint, seed_everything
+from trudi.workflow import (
+    LOG_ROOT,
+    dump_params,
+    load_checkpoint,
+    merge_agent_cfg,
+    new_log_dir,
+    resolve_checkpoint,
+    seed_everything,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -91,13 +99,13 @@ def main(argv: list[str] | None = None) -> str | None:
     experiment_dir = os.path.join(args.log_root, agent_cfg["experiment_name"])
     resume_path = resolve_checkpoint(experiment_dir, args.load_run, args.checkpoint) if args.resume else None
     log_dir = new_log_dir(agent_cfg["experiment_name"], agent_cfg.get("run_name", ""), args.log_root)
-    # Build first, so that a bad config fails before any run directory exists.
+    # Build and load first, so that a bad config or checkpoint fails before any run directory exists.
     runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
-    dump_params(log_dir, agent_cfg, env.cfg)
-    print(f"[trudi] logging to {log_dir}")
     if resume_path is not None:
         print(f"[trudi] resuming from {resume_path}")
-        runner.load(resume_path)
+        load_checkpoint(runner, resume_path, map_location=args.device)
+    dump_params(log_dir, agent_cfg, env.cfg)
+    print(f"[trudi] logging to {log_dir}")
     runner.learn(num_learning_iterations=agent_cfg["max_iterations"], init_at_random_ep_len=True)
     env.close()
     return log_dir

@@ -98,7 +98,8 @@ class DiffusionActor(nn.Module):
         check_float(f"{prefix}.init_friction", init_friction, minimum=0.0, strict_minimum=True)
         check_bool(f"{prefix}.learn_dt", learn_dt)
         check_bool(f"{prefix}.per_step_dt", per_step_dt)
-        self.ode_control_scale = check_float(f"{prefix}.ode_control_scale", ode_control_scale)
+        # A negative scale would push the deterministic chain against the learned control: no meaning, so refused.
+        self.ode_control_scale = check_float(f"{prefix}.ode_control_scale", ode_control_scale, minimum=0.0)
         self.action_scale = check_float(f"{prefix}.action_scale", action_scale, minimum=0.0, strict_minimum=True)
         check_int(f"{prefix}.time_frequencies", time_frequencies, minimum=1)
         check_int(f"{prefix}.time_embedding_dim", time_embedding_dim, minimum=1)

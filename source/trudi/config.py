@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,16 +32,26 @@ def check_float(
     minimum: float | None = None,
     maximum: float | None = None,
     strict_minimum: bool = False,
+    finite: bool = True,
 ) -> float:
-    """Require a real number inside the given bounds (``> minimum`` when ``strict_minimum``)."""
+    """Require a real number inside the given bounds (``> minimum`` when ``strict_minimum``); never nan.
+
+    Infinities are refused too unless ``finite`` is false: pass that only for a field whose docstring gives infinity
+    a meaning (e.g. "no limit"), since elsewhere an infinite value only fails later, at the first update.
+    """
     lower = "" if minimum is None else f"{'>' if strict_minimum else '>='} {minimum}"
     upper = "" if maximum is None else f"<= {maximum}"
     bounds = " and ".join(b for b in (lower, upper) if b)
-    allowed = f"must be a number{' ' + bounds if bounds else ''}"
+    allowed = f"must be a {'finite ' if finite else ''}number{' ' + bounds if bounds else ''}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(field, value, allowed)
-    number = float(value)
-    if number != number or (minimum is not None and (number <= minimum if strict_minimum else number < minimum)):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range: as unusable as inf
+        _fail(field, value, allowed)
+    if math.isnan(number) or (finite and math.isinf(number)):
+        _fail(field, value, allowed)
+    if minimum is not None and (number <= minimum if strict_minimum else number < minimum):
         _fail(field, value, allowed)
     if maximum is not None and number > maximum:
         _fail(field, value, allowed)

@@ -110,26 +110,142 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def resolve_checkpoint(experiment_dir: str, run: str = ".*", checkpoint: str = r"model_.*\.pt") -> str:
+CHECKPOINT_PATTERN = r"model_.*\.pt"
+"""File names of the checkpoints RSL-RL's runner writes (``model_<iteration>.pt``)."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint cannot be used: missing, truncated, not a torch file, or not a checkpoint of these models."""
+
+
+def _fullmatch(flag: str, pattern: str, name: str) -> bool:
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error as error:
+        raise CheckpointError(
+            f"{flag}={pattern!r} is invalid: neither an existing file nor a valid regex ({_one_line(error)})."
+        ) from None
+
+
+def resolve_checkpoint(experiment_dir: str, run: str = ".*", checkpoint: str = CHECKPOINT_PATTERN) -> str:
     """The last checkpoint matching ``checkpoint`` in the last run matching ``run`` (both regexes), as Isaac Lab.
 
-    ``checkpoint`` may also be ``"latest"`` or an existing file path.
+    ``checkpoint`` may also be ``"latest"`` or an existing file path. Raises a one-line :class:`CheckpointError`
+    when nothing matches; a path (a value with a directory part) that is not a file is reported as missing.
     """
     if os.path.isfile(checkpoint):
         return checkpoint
+    if os.path.isdir(checkpoint):
+        raise CheckpointError(f"--checkpoint={checkpoint!r} is invalid: a directory, expected a model_<it>.pt file.")
+    if os.path.dirname(checkpoint):  # a file name regex never holds a directory part: this was meant as a path
+        raise CheckpointError(f"--checkpoint={checkpoint!r} is invalid: no such file.")
     if checkpoint == "latest":
-        checkpoint = r"model_.*\.pt"
+        checkpoint = CHECKPOINT_PATTERN
     if not os.path.isdir(experiment_dir):
-        raise FileNotFoundError(f"no runs under {experiment_dir!r}: train first or pass --checkpoint <file>.")
-    runs = sorted(d for d in os.listdir(experiment_dir) if re.fullmatch(run, d))
+        raise CheckpointError(f"no runs under {experiment_dir!r}: train first or pass --checkpoint <file>.")
+    runs = sorted(d for d in os.listdir(experiment_dir) if _fullmatch("--load_run", run, d))
     runs = [r for r in runs if os.path.isdir(os.path.join(experiment_dir, r))]
     if not runs:
-        raise FileNotFoundError(f"no run matching {run!r} under {experiment_dir!r}.")
+        raise CheckpointError(f"--load_run={run!r} is invalid: no run matching it under {experiment_dir!r}.")
     run_dir = os.path.join(experiment_dir, runs[-1])
-    models = sorted((f for f in os.listdir(run_dir) if re.fullmatch(checkpoint, f)), key=_natural_key)
+    models = sorted((f for f in os.listdir(run_dir) if _fullmatch("--checkpoint", checkpoint, f)), key=_natural_key)
     if not models:
-        raise FileNotFoundError(f"no checkpoint matching {checkpoint!r} in {run_dir!r}.")
+        present = sorted((f for f in os.listdir(run_dir) if re.fullmatch(CHECKPOINT_PATTERN, f)), key=_natural_key)
+        there = f"; there: {', '.join(present)}" if present else "; it holds no checkpoint"
+        raise CheckpointError(
+            f"--checkpoint={checkpoint!r} is invalid: no such file, and no file in {run_dir!r} matches it{there}."
+        )
     return os.path.join(run_dir, models[-1])
+
+
+# What ``runner.load`` reads for each ``load_cfg`` key; ``infos`` it reads always.
+_CHECKPOINT_KEYS = {
+    "actor": "actor_state_dict",
+    "critic": "critic_state_dict",
+    "optimizer": "optimizer_state_dict",
+    "iteration": "iter",
+}
+
+
+def read_checkpoint(path: str, required: tuple[str, ...] = ("actor_state_dict", "infos")) -> dict:
+    """``torch.load`` a checkpoint onto the CPU, or raise a one-line :class:`CheckpointError` naming the file.
+
+    The file must be a complete torch file holding a dict with the ``required`` keys, as RSL-RL's runner saves it.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} is invalid: no such file.")
+    try:
+        loaded = torch.load(path, weights_only=False, map_location="cpu")
+    # Whatever a damaged file makes the unpickler or the zip reader raise, the file is unusable: say so in one line.
+    except Exception as error:
+        # The first sentence says what is wrong; torch's zip reader appends advice about filing a bug.
+        detail = _one_line(error).split(". ")[0].rstrip(".")
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise CheckpointError(
+            f"checkpoint {path!r} is invalid: not a complete torch file ({os.path.getsize(path)} bytes; truncated by a"
+            f" kill, or not a checkpoint at all: {type(error).__name__}: {detail})."
+        ) from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(
+            f"checkpoint {path!r} is invalid: it holds a {type(loaded).__name__}, not an RSL-RL checkpoint (a dict"
+            f" with {', '.join(repr(k) for k in required)})."
+        )
+    missing = [key for key in required if key not in loaded]
+    if missing:
+        keys = ", ".join(repr(k) for k in list(loaded)[:8]) + (", ..." if len(loaded) > 8 else "")
+        raise CheckpointError(
+            f"checkpoint {path!r} is invalid: not an RSL-RL checkpoint, it lacks {', '.join(repr(k) for k in missing)}"
+            f" (it holds {keys or 'nothing'})."
+        )
+    return loaded
+
+
+def _earlier_checkpoint(path: str, required: tuple[str, ...]) -> str:
+    """A clause naming the newest checkpoint before ``path`` in its directory that reads, for error messages."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        return ""
+    names = sorted((f for f in os.listdir(directory) if re.fullmatch(CHECKPOINT_PATTERN, f)), key=_natural_key)
+    name = os.path.basename(path)
+    earlier = names[: names.index(name)] if name in names else names
+    for candidate in reversed(earlier):
+        try:
+            read_checkpoint(os.path.join(directory, candidate), required)
+        except CheckpointError:
+            continue
+        found = os.path.join(directory, candidate)
+        return f"; the newest earlier checkpoint that reads is {found!r}: pass it as --checkpoint"
+    return (
+        f"; no earlier checkpoint in {directory!r} reads"
+        if earlier
+        else f"; there is no earlier checkpoint in {directory!r}"
+    )
+
+
+def load_checkpoint(runner, path: str, load_cfg: dict | None = None, map_location: str | None = None) -> dict | None:
+    """``runner.load(path, load_cfg, map_location=...)``, with every bad file a one-line :class:`CheckpointError`.
+
+    The file is checked first (complete, a dict with what ``load_cfg`` selects; all of it when ``None``); when it is
+    bad, the message also names the newest earlier checkpoint of its directory that reads. A checkpoint of other
+    models (another algorithm, task or network size) fails when the runner loads it, also in one line.
+    Returns the checkpoint's ``infos``, as ``runner.load``.
+    """
+    selected = _CHECKPOINT_KEYS if load_cfg is None else {k: v for k, v in _CHECKPOINT_KEYS.items() if load_cfg.get(k)}
+    required = (*selected.values(), "infos")
+    try:
+        read_checkpoint(path, required)
+    except CheckpointError as error:
+        raise CheckpointError(f"{str(error)[:-1]}{_earlier_checkpoint(path, required)}.") from None
+    # The runner reads the file again: checkpoints are small next to a run, and its own load logic stays in charge.
+    try:
+        return runner.load(path, load_cfg=load_cfg, map_location=map_location)
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        detail = _one_line(error).rstrip(".")
+        detail = detail if len(detail) <= 240 else detail[:237] + "..."
+        raise CheckpointError(
+            f"checkpoint {path!r} is invalid: it does not fit the configured models (trained with another --algo,"
+            f" task or network size?): {type(error).__name__}: {detail}."
+        ) from None
 
 
 @torch.no_grad()
