@@ -9,6 +9,11 @@
 A ``--variant LABEL [agent.key=value ...]`` runs TruDi with those overrides under the name ``trudi[LABEL]``;
 the token ``eval_sampler=sde`` evaluates the stochastic (SDE) policy instead of the deterministic one.
 
+``--equal-wall-clock`` runs PPO again for each (task, seed) with a budget of seconds instead of env steps: the
+training wall-clock of that seed's finished TruDi run. These runs are named ``ppo[equal-wall-clock]``; the report
+then gives both algorithms' return at TruDi's wall-clock, and the plots show every run against env steps and
+against seconds (users decide by the second).
+
 Each (task, algo, seed) trains in its own process, evaluates the deterministic policy every ``--eval-every``
 env steps and saves a checkpoint and its curve after each evaluation. A run that was cut off resumes from its
 last checkpoint, so a suite can be completed over several sittings. Checkpoints are not committed: a run whose
@@ -103,8 +108,9 @@ def train_one(args: argparse.Namespace) -> None:
     if os.path.isfile(curve_path) and not os.path.isfile(model_path):
         # Checkpoints are not committed: a committed curve is kept when complete, never overwritten by a restart.
         with open(curve_path) as file:
-            reached = json.load(file)["points"][-1]["env_steps"]
-        if reached >= args.env_steps:
+            last = json.load(file)["points"][-1]
+        reached = last["env_steps"]
+        if (last["wall_s"] >= args.wall_budget) if args.wall_budget else (reached >= args.env_steps):
             print(f"[learning] {run_dir}: complete ({reached} env steps), nothing to do")
             return
         raise SystemExit(
@@ -117,6 +123,7 @@ def train_one(args: argparse.Namespace) -> None:
     steps_per_iteration = train_env.num_envs * cfg["num_steps_per_env"]
     iterations_per_eval = max(1, round(args.eval_every / steps_per_iteration))
     total_iterations = math.ceil(args.env_steps / steps_per_iteration)
+    wall_budget = args.wall_budget  # seconds; when set, the run stops at it instead of at the env-step budget
 
     curve = {"task": task, "algo": label, "seed": seed, "num_envs": train_env.num_envs, "points": []}
     curve["overrides"] = args.overrides
@@ -137,8 +144,8 @@ def train_one(args: argparse.Namespace) -> None:
     # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
     # short of the number run, and the next call starts there.
     iteration, wall = curve["points"][-1]["iteration"], curve["points"][-1]["wall_s"]
-    while iteration < total_iterations:
-        chunk = min(iterations_per_eval, total_iterations - iteration)
+    while (wall < wall_budget) if wall_budget else (iteration < total_iterations):
+        chunk = iterations_per_eval if wall_budget else min(iterations_per_eval, total_iterations - iteration)
         start = time.perf_counter()
         runner.learn(chunk, init_at_random_ep_len=iteration == 0)
         wall += time.perf_counter() - start
@@ -176,10 +183,37 @@ def run_suite(args: argparse.Namespace) -> None:
                 command += ["--seed", str(seed), "--env-steps", str(args.env_steps), "--out", args.out]
                 command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
                 command += ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
-                print(f"[learning] {' '.join(command[3:])}", flush=True)
-                returncode = subprocess.run(command).returncode
-                if returncode:
-                    raise SystemExit(returncode)  # the run printed why; later runs wait until it is fixed
+                _run_child(command)
+    if args.equal_wall_clock:
+        for task in args.tasks or SUITES[args.suite]:
+            for seed in range(args.seeds):
+                budget = _trudi_wall_clock(args.out, task, seed)
+                command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", "ppo"]
+                command += ["--label", EQUAL_WALL_CLOCK, "--wall-budget", f"{budget:.3f}", "--seed", str(seed)]
+                command += ["--env-steps", str(args.env_steps), "--out", args.out, "--eval-every", str(args.eval_every)]
+                command += ["--eval-episodes", str(args.eval_episodes), "--device", args.device]
+                command += ["--num-envs", str(args.num_envs)] if args.num_envs else []
+                _run_child(command)
+
+
+EQUAL_WALL_CLOCK = "equal-wall-clock"
+"""Label of the PPO runs whose budget is TruDi's training wall-clock."""
+
+
+def _run_child(command: list[str]) -> None:
+    print(f"[learning] {' '.join(command[3:])}", flush=True)
+    returncode = subprocess.run(command).returncode
+    if returncode:
+        raise SystemExit(returncode)  # the run printed why; later runs wait until it is fixed
+
+
+def _trudi_wall_clock(out: str, task: str, seed: int) -> float:
+    """Training seconds of the finished TruDi run of (task, seed) under ``out``."""
+    path = os.path.join(out, "runs", run_name(task, "trudi", seed), "curve.json")
+    if not os.path.isfile(path):
+        raise SystemExit(f"[learning] --equal-wall-clock needs the TruDi run {path} first (run the suite with trudi).")
+    with open(path) as file:
+        return json.load(file)["points"][-1]["wall_s"]
 
 
 def load_curves(out: str) -> list[dict]:
@@ -227,6 +261,7 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
                     "final_return_mean": mean,
                     "final_return_std_over_seeds": spread,
                     "wall_s_mean": sum(p["wall_s"] for p in finals) / len(finals),
+                    "return_at_trudi_wall_clock": _mean_return_at_trudi_wall_clock(curves, group),
                 }
             )
     meta = {"suite": suite, "date": str(date.today()), "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})"}
@@ -238,18 +273,39 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
         "Deterministic (ODE for TruDi, mean action for PPO) evaluation return at the last evaluation; mean and std",
         "over seeds. `wall_s`: training time (evaluation excluded). Raw data: `curves.csv`, `runs/*/curve.json`.",
         "",
-        "| task | algo | seeds | env steps | untrained return | final return | wall-clock (s) |",
-        "|---|---|---|---|---|---|---|",
+        "`at TruDi's wall-clock`: the return each run had reached when the same seed's TruDi run finished training",
+        "(the last evaluation at or before that many seconds).",
+        "",
+        "| task | algo | seeds | env steps | untrained return | final return | wall-clock (s) |"
+        " at TruDi's wall-clock |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mean = r["final_return_mean"]
+        at_wall = r["return_at_trudi_wall_clock"]
         lines.append(
             f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['env_steps']:,} | {_fmt(r['initial_return'])} |"
             f" {_fmt(mean)} ± {_fmt(r['final_return_std_over_seeds'], mean)} | {r['wall_s_mean']:.0f} |"
+            f" {'' if at_wall is None else _fmt(at_wall)} |"
         )
     atomic_write_text(os.path.join(out, "summary.md"), "\n".join(lines) + "\n\n![curves](curves.png)\n")
     print("\n".join(lines))
     _plot(curves, os.path.join(out, "curves.png"), suite)
+
+
+def _mean_return_at_trudi_wall_clock(curves: list[dict], group: list[dict]) -> float | None:
+    """Mean over seeds of the return each curve of ``group`` had at its seed's TruDi training wall-clock."""
+    values = []
+    for curve in group:
+        trudi = [
+            c for c in curves if c["task"] == curve["task"] and c["algo"] == "trudi" and c["seed"] == curve["seed"]
+        ]
+        if not trudi:
+            return None
+        budget = trudi[0]["points"][-1]["wall_s"]
+        reached = [p for p in curve["points"] if p["wall_s"] <= budget * 1.0001]
+        values.append(reached[-1]["return_mean"])
+    return sum(values) / len(values)
 
 
 def _fmt(value: float, scale: float | None = None) -> str:
@@ -273,23 +329,28 @@ def _plot(curves: list[dict], path: str, suite: str) -> None:
     # Beyond a few curves per panel (ablation variants) the bands hide each other: lines only, legend outside.
     bands = most_algos <= BANDS_UP_TO
     width = 4.5 if bands else 7.0
-    fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 3.5 if bands else 4.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    height = 3.5 if bands else 4.5
+    fig, axes = plt.subplots(2, len(tasks), figsize=(width * len(tasks), 2 * height), squeeze=False)
+    for column, task in enumerate(tasks):
         for algo in sorted({c["algo"] for c in curves if c["task"] == task}):
             group = [c for c in curves if c["task"] == task and c["algo"] == algo]
             length = min(len(c["points"]) for c in group)
-            steps = np.array([p["env_steps"] for p in group[0]["points"][:length]])
             returns = np.array([[p["return_mean"] for p in c["points"][:length]] for c in group])
-            line = ax.plot(steps, returns.mean(0), label=f"{algo} ({len(group)} seeds)")[0]
+            for row, key in enumerate(("env_steps", "wall_s")):
+                # Seeds share evaluation points in env steps; in seconds, each seed's mean time at that point.
+                x = np.array([[p[key] for p in c["points"][:length]] for c in group]).mean(0)
+                line = axes[row][column].plot(x, returns.mean(0), label=f"{algo} ({len(group)} seeds)")[0]
+                if bands:
+                    axes[row][column].fill_between(x, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
+        for row, label in enumerate(("env steps", "training wall-clock (s)")):
+            ax = axes[row][column]
+            ax.set_title(task)
+            ax.set_xlabel(label)
+            ax.set_ylabel("deterministic return")
             if bands:
-                ax.fill_between(steps, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("deterministic return")
-        if bands:
-            ax.legend()
-        else:
-            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+                ax.legend()
+            else:
+                ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"suite {suite}: mean{', min-max' if bands else ''} over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -310,6 +371,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="results folder (default docs/results/learning/<suite>)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
+    parser.add_argument(
+        "--equal-wall-clock", action="store_true", help="also run PPO for each seed's TruDi training wall-clock"
+    )
+    parser.add_argument("--wall-budget", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--label", default=None, help=argparse.SUPPRESS)

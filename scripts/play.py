@@ -16,7 +16,7 @@ import sys
 
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, require_isaaclab, train_cfg
+from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, is_embedded, require_isaaclab, train_cfg
 from trudi.workflow import (
     LOG_ROOT,
     evaluate,
@@ -31,7 +31,11 @@ from trudi.workflow import (
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default=DEFAULT_TASK, help=f"task id; embedded: {', '.join(TASKS)}")
+    parser.add_argument(
+        "--task",
+        default=DEFAULT_TASK,
+        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id, or an Isaac Lab task",
+    )
     parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
     parser.add_argument("--checkpoint", default="latest", help="'latest', a checkpoint file, or a file-name regex")
     parser.add_argument("--load_run", default=".*", help="run directory (regex); the latest by default")
@@ -51,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate and export; returns the mean/std return and the export paths."""
     args, overrides = parse_args(argv)
-    if args.task not in TASKS:
+    if not is_embedded(args.task):
         require_isaaclab(args.task)
         from trudi_isaaclab.workflow import play
 

@@ -22,7 +22,16 @@ import sys
 
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, isaaclab_installed, require_isaaclab, train_cfg
+from trudi.tasks import (
+    ALGORITHMS,
+    DEFAULT_TASK,
+    TASKS,
+    get_task,
+    is_embedded,
+    isaaclab_installed,
+    require_isaaclab,
+    train_cfg,
+)
 from trudi.workflow import (
     LOG_ROOT,
     dump_params,
@@ -37,7 +46,11 @@ from trudi.workflow import (
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default=DEFAULT_TASK, help=f"task id; embedded: {', '.join(TASKS)}")
+    parser.add_argument(
+        "--task",
+        default=DEFAULT_TASK,
+        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id, or an Isaac Lab task",
+    )
     parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
     parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")
     parser.add_argument("--seed", type=int, default=None, help="overrides agent.seed")
@@ -65,7 +78,7 @@ def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]
     parser.add_argument("--device", default=None)
     parser.add_argument("--agent_cfg", default=None)
     args, rest = parser.parse_known_args(argv)
-    if args.task in TASKS:
+    if is_embedded(args.task):
         return None
     require_isaaclab(args.task)
     overrides = [token for token in rest if token.startswith("agent.")]

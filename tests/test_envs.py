@@ -18,6 +18,8 @@ from tensordict import TensorDict
 from trudi.envs import GymVecEnv, TwoModeBandit
 from trudi.envs.bandit import mode_shares
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
 TASK = "InvertedPendulum-v5"
 NUM_ENVS = 4
 SEED = 3
@@ -269,3 +271,26 @@ def test_gym_reset_starts_new_episodes(pendulum):
     assert obs["policy"].shape == (NUM_ENVS, 4)
     assert torch.equal(obs["policy"], pendulum.get_observations()["policy"])
     assert bool((pendulum.episode_length_buf == 0).all()) and extras == {}
+
+
+def test_any_continuous_gymnasium_id_trains_and_plays_back(tmp_path):
+    # Pendulum-v1 is none of the embedded tasks: it gets the locomotion sizes and every algorithm default.
+    common = ["--task", "Pendulum-v1", "--log_root", str(tmp_path), "--num_envs", "4"]
+    train = [sys.executable, str(SCRIPTS / "train.py"), *common, "--max_iterations", "2", "agent.num_steps_per_env=8"]
+    result = subprocess.run(train, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    play = [sys.executable, str(SCRIPTS / "play.py"), *common, "--checkpoint", "latest", "--episodes", "4"]
+    result = subprocess.run(play, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "deterministic policy: mean return" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [("CartPole-v1", "action space Discrete(2) is not supported"), ("NoSuch-v0", "not a registered Gymnasium id")],
+)
+def test_unsupported_task_ids_fail_in_one_line(tmp_path, task, message):
+    train = [sys.executable, str(SCRIPTS / "train.py"), "--task", task, "--log_root", str(tmp_path)]
+    result = subprocess.run(train, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert message in (result.stdout + result.stderr).strip().splitlines()[-1]

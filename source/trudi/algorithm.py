@@ -495,10 +495,14 @@ class TruDi:
         with torch.no_grad(), self._autocast():
             state = self.old_actor.get_latent(observations)
             if self._rollout_chains:
-                storage = self.storage
-                latents = storage.chain_latents.flatten(0, 2).transpose(0, 1)  # (N, T*E, d)
-                means = self.old_actor.step_means(latents, self.old_actor.condition(state))
-                storage.chain_means.copy_(means.transpose(0, 1).view_as(storage.chain_means))
+                # One step at a time: the whole rollout's N * T * E latents in one pass would hold N times the
+                # activations of any mini-batch.
+                latents, means = (
+                    chains.flatten(0, 2) for chains in (self.storage.chain_latents, self.storage.chain_means)
+                )
+                condition = self.old_actor.condition(state)
+                for n in range(self.old_actor.process.num_steps):
+                    means[:, n] = self.old_actor.step_mean(latents[:, n], condition, n)
             running = self.old_actor.sde_chain(state)[2]
         entropy = -running.mean()
         if self.is_multi_gpu:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -161,11 +162,52 @@ for _name in ("Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"):
     )
 
 
+SIMULATOR_PREFIXES = ("Isaac-", "Mjlab-")
+"""Task ids that belong to Isaac Lab or mjlab, even where Gymnasium's registry also lists them."""
+
+
+def gymnasium_task(name: str) -> EmbeddedTask | None:
+    """An untuned task for any registered Gymnasium id outside :data:`TASKS`, or ``None`` if ``name`` is not one.
+
+    It gets the locomotion tasks' sizes (32 envs, 256-wide networks, 500 iterations) and every algorithm default. The
+    action space is checked when the environment is built (:class:`GymVecEnv` needs a bounded ``Box``).
+    """
+    if name.startswith(SIMULATOR_PREFIXES):
+        return None
+    try:
+        import gymnasium as gym
+
+        gym.spec(name)
+    except Exception:  # noqa: BLE001 (no gymnasium, an unknown id, or a namespace whose package is missing)
+        return None
+    experiment = re.sub(r"[^0-9a-z]+", "_", name.rsplit("-v", 1)[0].lower()).strip("_")
+    return EmbeddedTask(
+        _gym(name),
+        num_envs=32,
+        train_cfgs={
+            "trudi": trudi_train_cfg(
+                experiment, max_iterations=500, actor=_LOCOMOTION_ACTOR, critic=_LOCOMOTION_CRITIC
+            ),
+            "ppo": ppo_train_cfg(experiment, max_iterations=500),
+        },
+        description=f"Gymnasium {name} (not tuned here: the locomotion tasks' sizes).",
+    )
+
+
+def is_embedded(name: str) -> bool:
+    """Whether ``name`` runs on the embedded path: one of :data:`TASKS` or any other Gymnasium id."""
+    return name in TASKS or gymnasium_task(name) is not None
+
+
 def get_task(name: str) -> EmbeddedTask:
-    """Look up an embedded task; the error lists the known ones."""
-    if name not in TASKS:
-        raise ValueError(f"task={name!r} is not an embedded task; known: {', '.join(TASKS)}.")
-    return TASKS[name]
+    """Look up an embedded task or a Gymnasium id; the error says what is supported."""
+    task = TASKS.get(name) or gymnasium_task(name)
+    if task is None:
+        raise ConfigError(
+            f"--task={name!r} is invalid: not an embedded task ({', '.join(TASKS)}), not a registered Gymnasium id"
+            " (any continuous-control one, e.g. Pendulum-v1 or Swimmer-v5), and not an Isaac Lab task here."
+        )
+    return task
 
 
 def isaaclab_installed() -> bool:
@@ -179,13 +221,14 @@ def require_isaaclab(task: str) -> None:
     """Fail with a one-line ConfigError when ``task`` is not embedded and Isaac Lab is not installed."""
     if not isaaclab_installed():
         raise ConfigError(
-            f"--task={task!r} is invalid: Isaac Lab (and trudi[isaaclab]) is not installed here, so only the"
-            f" embedded tasks are available: {', '.join(TASKS)}."
+            f"--task={task!r} is invalid: not a registered Gymnasium id, and Isaac Lab (trudi[isaaclab]) is not"
+            f" installed here; available: the embedded tasks ({', '.join(TASKS)}) and any continuous-control"
+            " Gymnasium id."
         )
 
 
 def train_cfg(task: str, algo: str) -> dict:
-    """A fresh copy of the train config of ``algo`` on ``task``."""
+    """A fresh copy of the train config of ``algo`` on ``task`` (an embedded task or a Gymnasium id)."""
     if algo not in ALGORITHMS:
         raise ValueError(f"algo={algo!r} is invalid: allowed values are {', '.join(ALGORITHMS)}.")
     return copy.deepcopy(get_task(task).train_cfgs[algo])

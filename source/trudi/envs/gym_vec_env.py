@@ -9,6 +9,8 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from trudi.config import ConfigError
+
 _INSTALL_HINT = 'Install the optional simulator dependencies with `pip install -e ".[gym]"`.'
 
 
@@ -19,9 +21,9 @@ class GymVecEnv(VecEnv):
     a sub-environment whose episode ends (terminated or truncated) is reset inside the same :meth:`step` call. Hence
     every transition returned by :meth:`step` is a real one (no dummy "reset" step as in Gymnasium's default
     ``NEXT_STEP`` mode), and the observation returned for a finished environment is already the **first observation
-    of its next episode**. The final observation of the finished episode is *not* returned; learning algorithms must
-    therefore rely on ``extras["time_outs"]`` (truncation without termination) to bootstrap time-limited episodes,
-    exactly as RSL-RL's PPO does.
+    of its next episode**. The final observation of the finished episode comes in ``extras["final_obs"]`` (the form
+    of Isaac Lab's ``compute_final_obs``), and ``extras["time_outs"]`` marks truncations without termination: PPO
+    bootstraps those from ``V(s_t)``, TruDi from ``Q`` at the final observation.
 
     Actions are expected in ``[-1, 1]`` per dimension; they are clipped to that range and mapped affinely onto the
     bounds of the environment's ``Box`` action space. Observations are returned as float32 in a single observation
@@ -78,15 +80,20 @@ class GymVecEnv(VecEnv):
         obs_space = vec_env.single_observation_space
         try:
             if not isinstance(action_space, gym.spaces.Box):
-                raise ValueError(f"Task '{task}' has unsupported action space {action_space}: only Box is supported.")
+                raise ConfigError(
+                    f"--task={task!r} is invalid: its action space {action_space} is not supported; TruDi needs a"
+                    " continuous (bounded Box) action space."
+                )
             if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
                 # Affine rescaling from [-1, 1] is undefined for unbounded actions.
-                raise ValueError(
-                    f"Task '{task}' has unsupported action space {action_space}: the Box bounds must be finite."
+                raise ConfigError(
+                    f"--task={task!r} is invalid: its action space {action_space} is unbounded; TruDi needs finite Box"
+                    " bounds."
                 )
             if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-                raise ValueError(
-                    f"Task '{task}' has unsupported observation space {obs_space}: only flat (1-D) Box is supported."
+                raise ConfigError(
+                    f"--task={task!r} is invalid: its observation space {obs_space} is not supported; only flat (1-D)"
+                    " Box observations are."
                 )
         except ValueError:
             vec_env.close()
