@@ -116,7 +116,8 @@ def test_trudi_config_resolves_to_trudi_classes_and_keeps_the_task_settings(task
     for key in ("obs_groups", "num_steps_per_env", "max_iterations", "seed", "save_interval"):
         assert cfg[key] == getattr(ppo_cfg, key), key
     assert (cfg["algorithm"]["gamma"], cfg["algorithm"]["lam"]) == (ppo_cfg.algorithm.gamma, ppo_cfg.algorithm.lam)
-    assert cfg["critic"]["value_min"] == cfg["critic"]["value_max"] == "auto"
+    # Rewards are normalised: every task uses the default support, no per-task value range.
+    assert (cfg["critic"]["value_min"], cfg["critic"]["value_max"]) == (-10.0, 10.0)
     # mjlab's runner strips only None-valued cnn/distribution/rnn keys; TruDi rejects any other foreign key.
     assert not {"cnn_cfg", "distribution_cfg", "rnn_type"} & (cfg["actor"].keys() | cfg["critic"].keys())
 

@@ -63,7 +63,8 @@ class TruDiCriticCfg:
     num_bins: int = 151
     """Atoms of the value distribution."""
     value_min: float | str = -10.0
-    """Lower end of the value support, or ``"auto"`` (set from the first rollout's returns)."""
+    """Lower end of the value support in the rewards' normalised unit, or ``"auto"`` (set from the warm-up rollout's
+    soft rewards)."""
     value_max: float | str = 10.0
     """Upper end of the value support, or ``"auto"``."""
     hl_gauss_sigma: float = 0.75
@@ -165,7 +166,7 @@ def trudi_runner_cfg(
     Args:
         ppo_cfg: The task's registered PPO runner config.
         actor: Actor options; TruDi's defaults if ``None``.
-        critic: Critic options; an ``"auto"`` value support if ``None``, since returns differ in scale per task.
+        critic: Critic options; the defaults if ``None`` (rewards are normalised, so one support fits every task).
         algorithm: Algorithm options; TruDi's defaults with the task's ``gamma`` and ``lam`` if ``None``.
     """
     runner_fields = {f.name: getattr(ppo_cfg, f.name) for f in fields(RslRlBaseRunnerCfg)}
@@ -173,6 +174,6 @@ def trudi_runner_cfg(
     return TruDiOnPolicyRunnerCfg(
         **runner_fields,
         actor=actor or TruDiActorCfg(),
-        critic=critic or TruDiCriticCfg(value_min="auto", value_max="auto"),
+        critic=critic or TruDiCriticCfg(),
         algorithm=algorithm or TruDiAlgorithmCfg(gamma=ppo_cfg.algorithm.gamma, lam=ppo_cfg.algorithm.lam),
     )
