@@ -45,11 +45,15 @@ def main() -> None:
     """Run the seeds and write the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--log-root", default=None, help="keep the runs' logs here (default: a deleted temp dir)")
     args = parser.parse_args()
     rows = []
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory() as log_root:
-            rows.append(run_seed(seed, log_root))
+        if args.log_root:
+            rows.append(run_seed(seed, os.path.join(args.log_root, f"seed{seed}")))
+        else:
+            with tempfile.TemporaryDirectory() as log_root:
+                rows.append(run_seed(seed, log_root))
         print(json.dumps(rows[-1]), flush=True)
     result = {
         "date": str(date.today()),

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from trudi.checkpoint import atomic_write_text
 from trudi.config import ConfigError
 
 REWARD_TAG = "Train/mean_reward"
@@ -244,8 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     paths = {"png": os.path.join(args.out, "compare.png"), "md": os.path.join(args.out, "compare.md")}
     plot(runs, paths["png"])
     text = table(runs)
-    with open(paths["md"], "w", encoding="utf-8") as file:
-        file.write(text)
+    atomic_write_text(paths["md"], text)
     print(text)
     print(f"[trudi] wrote {paths['png']} and {paths['md']}")
     return paths

@@ -17,6 +17,7 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.actor import DiffusionActor
+from trudi.config import ConfigError
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.sampler import squash
@@ -262,3 +263,36 @@ def test_time_outs_bootstrap_from_the_final_observation_when_there_is_one(final_
     assert torch.allclose(stored[time_outs], expected, atol=1e-6)
     if final_obs:
         assert (stored[time_outs] - one_step_early[time_outs]).abs().min() > 1e-4  # the two bootstraps differ here
+
+
+def test_logged_action_std_is_the_std_of_actions_at_a_state():
+    old, _ = _pair()
+    state_obs = TensorDict({"policy": torch.randn(4000, 5)}, batch_size=[4000])
+    torch.manual_seed(0)
+    measured = old.measure_action_std(state_obs)
+    assert torch.equal(old.output_std, measured)
+    with torch.no_grad():
+        # Monte Carlo at a few of those states: 2000 draws each, std per state and dimension, then the RMS over states.
+        few = state_obs[:20]
+        draws = torch.stack([squash(old.sde_chain(old.get_latent(few))[0]) for _ in range(2000)])  # (2000, 20, d)
+        reference = draws.var(0).mean(0).sqrt()
+    assert torch.allclose(measured, reference, rtol=0.1)
+
+
+class _Reshaping(_Clock):
+    """A clock whose observation group changes shape after the first step."""
+
+    def step(self, actions):
+        obs, rewards, dones, extras = super().step(actions)
+        return TensorDict({"policy": obs["policy"].repeat(1, 2)}, batch_size=[self.num_envs]), rewards, dones, extras
+
+
+def test_an_observation_group_of_the_wrong_shape_fails_at_the_first_step_naming_the_group():
+    env = _Reshaping(final_obs=False)
+    cfg = train_cfg("InvertedPendulum-v5", "trudi")
+    cfg["num_steps_per_env"] = 4
+    runner = OnPolicyRunner(env, cfg, log_dir=None)
+    with pytest.raises(ConfigError) as error:
+        runner.learn(1)
+    message = str(error.value)
+    assert "observation group 'policy' has shape (8, 2)" in message and "\n" not in message

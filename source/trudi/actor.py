@@ -112,6 +112,8 @@ class DiffusionActor(nn.Module):
         )
         self.control_net = ControlNetwork(output_dim, self.obs_dim, hidden_dims, time_frequencies, time_embedding_dim)
         self.register_buffer("_steps", torch.arange(num_denoising_steps, dtype=torch.float32), persistent=False)
+        # What RSL-RL logs as the action std: measured on actions by :meth:`measure_action_std` (not checkpointed).
+        self.register_buffer("_action_std", torch.zeros(output_dim), persistent=False)
 
     # ------------------------------------------------------------------ RSL-RL model interface
 
@@ -146,8 +148,23 @@ class DiffusionActor(nn.Module):
 
     @property
     def output_std(self) -> torch.Tensor:
-        """Per-dimension noise std ``sqrt(2 eta_n)`` averaged over the denoising steps (d,)."""
-        return torch.sqrt(2.0 * self.process.etas()).mean(0).detach()
+        """Per-dimension std of the environment actions at a state (d,), as :meth:`measure_action_std` last measured.
+
+        RSL-RL logs it as ``Policy/mean_std`` and prints it as "Mean action std".
+        """
+        return self._action_std
+
+    @torch.no_grad()
+    def measure_action_std(self, obs: TensorDict) -> torch.Tensor:
+        """Measure the per-state action std on two SDE samples at each of these observations.
+
+        For two independent draws at the same state, ``E[(a1 - a2)^2] / 2`` is the action variance at that state; its
+        mean over the states is what is stored, so the state dependence of the policy does not count as spread.
+        """
+        state = self.get_latent(obs)
+        first, second = (self.action_scale * squash(self.sde_chain(state)[0]) for _ in range(2))
+        self._action_std.copy_(((first - second).square().mean(0) / 2.0).sqrt())
+        return self._action_std
 
     def update_normalization(self, obs: TensorDict) -> None:
         """Update the running observation statistics (no-op in eval mode or without normalisation)."""

@@ -321,6 +321,7 @@ class TruDi:
 
         With ``sarsa_bootstrap`` the chain that :meth:`process_env_step` sampled at these observations is used.
         """
+        self._check_observations(obs)
         sample = self._next_sample if self._next_sample is not None else self._sample_policy(obs)
         self._next_sample = None
         # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
@@ -328,6 +329,22 @@ class TruDi:
         self._last_actions = squash(sample.x_final)
         self._last_sample = sample
         return self.actor.action_scale * self._last_actions
+
+    def _check_observations(self, obs: TensorDict) -> None:
+        """Fail in one line, naming the group, when an observation group's shape or dtype is not the first one's.
+
+        Compares metadata only (no device read), against the storage laid out from the environment's first
+        observations.
+        """
+        for group, stored in self.storage.observations.items():
+            if group not in obs.keys():
+                raise ConfigError(f"observation group '{group}' is missing from the environment's observations.")
+            value = obs[group]
+            if value.shape[1:] != stored.shape[2:] or value.dtype != stored.dtype:
+                raise ConfigError(
+                    f"observation group '{group}' has shape {tuple(value.shape)} and dtype {value.dtype}; expected"
+                    f" (num_envs, {', '.join(map(str, stored.shape[2:]))}) and {stored.dtype}, as at the first step."
+                )
 
     def _sample_policy(self, obs: TensorDict) -> _PolicySample:
         """One SDE chain per environment, keeping its path when the trust region will reuse it."""
@@ -356,6 +373,7 @@ class TruDi:
         ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that produced ``a_t`` (the one-step-early
         approximation of PPO's ``r + gamma * V(s_t)``). The self-predictive loss is masked after every episode end.
         """
+        self._check_observations(obs)
         rewards = rewards.view(-1).float()
         dones = dones.view(-1).bool()
         time_outs = extras.get("time_outs")
@@ -433,6 +451,8 @@ class TruDi:
             # The stored V' came from the critic in the old unit; Q is linear in the rewards' unit.
             storage.next_values.mul_(old_scale / reward_scale)
         storage.set_soft_rewards(reward_scale)
+        with self._autocast():
+            self.actor.measure_action_std(obs)  # what the runner logs as the action std, on the rollout's last states
         if bool(self.critic.support_pending):
             self._set_auto_support()
         storage.compute_returns(self.gamma, self.lam)
