@@ -218,10 +218,14 @@ class LagrangeDuals(nn.Module):
         """``lambda``."""
         return self.log_kl_multiplier.exp()
 
-    def entropy_loss(self, entropy: torch.Tensor, target_entropy: float) -> torch.Tensor:
-        """Dual-ascent loss of ``alpha``: it falls while the entropy estimate is above the target, rises below."""
-        return self.entropy_coef * (entropy - target_entropy).detach()
+    def entropy_loss(self, entropy: torch.Tensor, target_entropy: float | torch.Tensor) -> torch.Tensor:
+        """Dual-ascent loss of ``log alpha``: it falls while the entropy estimate is above the target, rises below.
+
+        The gradient with respect to ``log alpha`` is the constraint violation itself, not ``alpha`` times it, so
+        Adam's per-step change of ``log alpha`` stays about its learning rate however small ``alpha`` has become.
+        """
+        return self.log_entropy_coef * (entropy - target_entropy).detach()
 
     def kl_loss(self, mean_kl: torch.Tensor, kl_bound: float) -> torch.Tensor:
-        """Dual-ascent loss of ``lambda``: it rises while the mean trajectory KL exceeds the bound."""
-        return -self.kl_multiplier * (mean_kl - kl_bound).detach()
+        """Dual-ascent loss of ``log lambda``: it rises while the mean trajectory KL exceeds the bound."""
+        return -self.log_kl_multiplier * (mean_kl - kl_bound).detach()
