@@ -224,15 +224,10 @@ def main() -> None:
 
 def _measure_other_checkout(args: argparse.Namespace) -> dict:
     """TruDi's row measured on another checkout's ``source/``, by this script in a child process."""
-    argv = [a for a in sys.argv[1:] if a not in ("--trudi-only",)]
-    skip = {"--against", "--note"}
-    command, i = [sys.executable, os.path.abspath(__file__), "--child"], 0
-    while i < len(argv):
-        if argv[i] in skip:
-            i += 2
-            continue
-        command.append(argv[i])
-        i += 1
+    command = [sys.executable, os.path.abspath(__file__), "--child", "--task", args.task, "--device", args.device]
+    command += ["--obs-dim", str(args.obs_dim), "--action-dim", str(args.action_dim)]
+    command += ["--iterations", str(args.iterations)] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
+    command += ["--trudi", *args.trudi] if args.trudi else []
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([os.path.join(args.against, "source"), os.environ.get("PYTHONPATH", "")])
     )

@@ -321,7 +321,6 @@ class TruDi:
 
         With ``sarsa_bootstrap`` the chain that :meth:`process_env_step` sampled at these observations is used.
         """
-        self._check_observations(obs)
         sample = self._next_sample if self._next_sample is not None else self._sample_policy(obs)
         self._next_sample = None
         # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
@@ -334,7 +333,8 @@ class TruDi:
         """Fail in one line, naming the group, when an observation group's shape or dtype is not the first one's.
 
         Compares metadata only (no device read), against the storage laid out from the environment's first
-        observations.
+        observations. :meth:`process_env_step` checks every observation the environment returns; those are the ones
+        :meth:`act` is called with next.
         """
         for group, stored in self.storage.observations.items():
             if group not in obs.keys():
@@ -430,7 +430,9 @@ class TruDi:
             batch_size=[env_ids.numel()],
         )
         with self._autocast():
-            x_final, final_log_likelihood, _ = self._sample_chain(self.actor.get_latent(final))
+            # Eager: the number of timed-out envs changes from step to step, which a fixed-shape compiled chain
+            # would recompile (or capture as a new CUDA graph) for.
+            x_final, final_log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(final))
             final_values = self.critic(final, squash(x_final))
         return values.index_copy(0, env_ids, final_values), log_likelihood.index_copy(0, env_ids, final_log_likelihood)
 
@@ -472,7 +474,7 @@ class TruDi:
             self._start(observations)
         if self._stored_chains and self.kl_chains == "update":
             with self._autocast(), torch.no_grad():
-                state = self.old_actor.get_latent(self.storage.observations.flatten(0, 1))
+                state = self.old_actor.get_latent(observations)
                 self.storage.set_chains(sample_old_chains(self.old_actor, state, self.kl_samples))
         for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
             batch_stats = self._critic_step(batch) | self._actor_step(batch)
@@ -795,7 +797,7 @@ class TruDi:
         """
         names, flags = list(self._nonfinite), list(self._nonfinite.values())
         self._nonfinite.clear()
-        num_rollout_flags = len(flags)
+        k = len(flags)  # the rollout's flags come first, then the parameters
         if losses is not None:
             for module_name, module in (("actor", self.actor), ("critic", self.critic), ("duals", self.duals)):
                 for name, param in module.named_parameters():
@@ -807,7 +809,6 @@ class TruDi:
             if self.is_multi_gpu:
                 torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.MAX)
             bad = stacked.bool().tolist()
-        k = num_rollout_flags
         culprits = [name for name, flag in zip(names[:k], bad[:k], strict=True) if flag]
         if losses is not None:
             culprits += [f"loss '{key}'" for key, value in losses.items() if not math.isfinite(value)]
@@ -837,7 +838,7 @@ def graph_safe(function: Callable) -> Callable:
 
 
 def _copy_tensors(value: object) -> object:
-    """``value`` with every tensor in it (nested in tuples, lists and dataclass fields of those) cloned."""
+    """``value`` with every tensor in it (nested in tuples and lists) cloned."""
     if torch.is_tensor(value):
         return value.clone()
     if isinstance(value, tuple | list):

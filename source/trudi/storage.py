@@ -107,6 +107,7 @@ class TruDiStorage:
         self.actions = torch.zeros(*shape, action_dim, device=device)
         self.rewards = torch.zeros(shape, device=device)
         self.entropy_bonus = torch.zeros(shape, device=device)
+        """The entropy bonus of the next action, stored by :meth:`add`."""
         self.soft_rewards = torch.zeros(shape, device=device)
         """Normalised reward plus entropy bonus, set by :meth:`set_soft_rewards` before the returns."""
         self.terminations = torch.zeros(shape, dtype=torch.bool, device=device)
