@@ -178,22 +178,22 @@ def run_suite(args: argparse.Namespace) -> None:
     for task in args.tasks or SUITES[args.suite]:
         for algo, label, overrides in runs:
             for seed in range(args.seeds):
-                command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", algo]
-                command += (["--label", label] if label else []) + [f"--overrides={o}" for o in overrides]
-                command += ["--seed", str(seed), "--env-steps", str(args.env_steps), "--out", args.out]
-                command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
-                command += ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
-                _run_child(command)
+                extra = (["--label", label] if label else []) + [f"--overrides={o}" for o in overrides]
+                _run_child(_child_command(args, task, algo, seed, extra))
     if args.equal_wall_clock:
         for task in args.tasks or SUITES[args.suite]:
             for seed in range(args.seeds):
                 budget = _trudi_wall_clock(args.out, task, seed)
-                command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", "ppo"]
-                command += ["--label", EQUAL_WALL_CLOCK, "--wall-budget", f"{budget:.3f}", "--seed", str(seed)]
-                command += ["--env-steps", str(args.env_steps), "--out", args.out, "--eval-every", str(args.eval_every)]
-                command += ["--eval-episodes", str(args.eval_episodes), "--device", args.device]
-                command += ["--num-envs", str(args.num_envs)] if args.num_envs else []
-                _run_child(command)
+                extra = ["--label", EQUAL_WALL_CLOCK, "--wall-budget", f"{budget:.3f}"]
+                _run_child(_child_command(args, task, "ppo", seed, extra))
+
+
+def _child_command(args: argparse.Namespace, task: str, algo: str, seed: int, extra: list[str]) -> list[str]:
+    """The command line of one run (``--one``) with the suite's budget, evaluation and device settings."""
+    command = [sys.executable, "-u", os.path.abspath(__file__), "--one", "--task", task, "--algos", algo, *extra]
+    command += ["--seed", str(seed), "--env-steps", str(args.env_steps), "--out", args.out]
+    command += ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
+    return command + ["--device", args.device] + (["--num-envs", str(args.num_envs)] if args.num_envs else [])
 
 
 EQUAL_WALL_CLOCK = "equal-wall-clock"
