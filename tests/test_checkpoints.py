@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,60 @@ def test_a_good_checkpoint_loads_and_reads(run_dir):
     load_checkpoint(runner, str(run_dir / "model_2.pt"))
     assert runner.current_learning_iteration == 2
     assert "actor_state_dict" in read_checkpoint(str(run_dir / "model_1.pt"))
+
+
+# A real kill in the middle of a save. The child process writes model_0.pt, then caps its file size at half of that
+# (RLIMIT_FSIZE) and restores SIGXFSZ's default action, which CPython ignores: the kernel kills the process with that
+# signal at the write that crosses the cap, halfway through writing model_1.pt. This is how the stock runner's
+# torch.save, which Isaac Lab's and mjlab's own flows use, behaves under a kill, against TruDi's runner.
+_KILLED_SAVE = """
+import os, resource, signal, sys
+import torch
+from rsl_rl.runners import OnPolicyRunner as StockRunner
+from trudi.envs import TwoModeBandit
+from trudi.rsl_rl import OnPolicyRunner as TruDiRunner
+from trudi.tasks import train_cfg
+
+runner_class, run_dir = {"stock": StockRunner, "trudi": TruDiRunner}[sys.argv[1]], sys.argv[2]
+torch.manual_seed(0)
+runner = runner_class(TwoModeBandit(num_envs=8), train_cfg("TwoModeBandit", "trudi"), log_dir=None)
+runner.learn(1)
+runner.save(os.path.join(run_dir, "model_0.pt"))
+cap = os.path.getsize(os.path.join(run_dir, "model_0.pt")) // 2
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+runner.current_learning_iteration = 1
+runner.save(os.path.join(run_dir, "model_1.pt"))
+"""
+
+
+@pytest.mark.parametrize("runner", ["stock", "trudi"])
+def test_kill_during_save(runner, tmp_path):
+    run_dir = tmp_path / "two_mode_bandit_trudi" / "run"
+    run_dir.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "source"), os.environ.get("PYTHONPATH")])),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_SAVE, runner, str(run_dir)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert child.returncode == -signal.SIGXFSZ, child.stderr[-3000:]  # killed by the kernel, inside the second save
+    first = run_dir / "model_0.pt"
+    assert read_checkpoint(str(first))["iter"] == 0  # the earlier checkpoint is whole either way
+    second = run_dir / "model_1.pt"
+    if runner == "stock":
+        # torch.save writes in place: the kill leaves a truncated model_1.pt, which `latest` picks and which the
+        # one-line error names together with the earlier checkpoint.
+        assert 0 < second.stat().st_size <= first.stat().st_size // 2
+        assert _newest(tmp_path) == second
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(_runner(), str(second))
+        message = str(info.value)
+        assert "not a complete torch file" in message and str(first) in message, message
+    else:
+        # TruDi's runner writes a temporary file and renames it: no model_1.pt, and `latest` is the whole model_0.pt.
+        assert not second.exists()
+        assert [name for name in os.listdir(run_dir) if name.startswith(".tmp_")]  # the interrupted write
+        assert _newest(tmp_path) == first

@@ -29,17 +29,17 @@ CHECKPOINT_KEYS = {
     "rng_state",
 }
 DIAGNOSTICS = [
-    "kl_mean",
-    "kl_over_bound_fraction",
-    *(f"kl_step_{n}" for n in range(NUM_DENOISING_STEPS)),
-    "entropy_coef",
-    "kl_multiplier",
-    "entropy",
+    "trust_region/kl_mean",
+    "trust_region/kl_over_bound_fraction",
+    *(f"trust_region/kl_step_{n}" for n in range(NUM_DENOISING_STEPS)),
+    "entropy/coef",
+    "trust_region/kl_multiplier",
+    "entropy/estimate",
     "critic",
-    "q_mean",
-    "friction_mean",
-    "dt_mean",
-    "clipped_target_fraction",
+    "critic/q_mean",
+    "diffusion/friction_mean",
+    "diffusion/dt_mean",
+    "critic/clipped_target_fraction",
 ]
 
 
@@ -106,9 +106,9 @@ def test_stock_runner_trains_saves_logs_and_resumes(tmp_path):
         missing = [key for key in DIAGNOSTICS if key not in loss_dict]
         assert not missing, f"diagnostics missing from the loss dict: {missing}"
         assert all(isinstance(value, float) and math.isfinite(value) for value in loss_dict.values()), loss_dict
-    assert 0.0 <= loss_dicts[-1]["kl_over_bound_fraction"] <= 1.0
-    assert 0.0 <= loss_dicts[-1]["clipped_target_fraction"] <= 1.0
-    assert loss_dicts[-1]["entropy_coef"] > 0.0 and loss_dicts[-1]["kl_multiplier"] > 0.0
+    assert 0.0 <= loss_dicts[-1]["trust_region/kl_over_bound_fraction"] <= 1.0
+    assert 0.0 <= loss_dicts[-1]["critic/clipped_target_fraction"] <= 1.0
+    assert loss_dicts[-1]["entropy/coef"] > 0.0 and loss_dicts[-1]["trust_region/kl_multiplier"] > 0.0
 
     # save_interval=2: iterations 0 and 2, the last one also being the final save.
     for it in (0, 2):
@@ -131,7 +131,7 @@ def test_stock_runner_trains_saves_logs_and_resumes(tmp_path):
     tags = set(accumulator.Tags()["scalars"])
     missing = [key for key in DIAGNOSTICS if f"Loss/{key}" not in tags]
     assert not missing, f"diagnostics missing from TensorBoard: {missing}"
-    assert [event.step for event in accumulator.Scalars("Loss/kl_mean")] == [0, 1, 2]
+    assert [event.step for event in accumulator.Scalars("Loss/trust_region/kl_mean")] == [0, 1, 2]
     assert "Policy/mean_std" in tags
 
     # A second stock runner built from the very same dict resumes from the checkpoint.
@@ -145,7 +145,7 @@ def test_stock_runner_trains_saves_logs_and_resumes(tmp_path):
             assert torch.equal(value, loaded[key]), f"{name}.{key}"
     resumed_losses = record_updates(resumed)
     resumed.learn(num_learning_iterations=1)  # RSL-RL convention: continues with iteration index 2
-    assert len(resumed_losses) == 1 and math.isfinite(resumed_losses[0]["kl_mean"])
+    assert len(resumed_losses) == 1 and math.isfinite(resumed_losses[0]["trust_region/kl_mean"])
 
 
 def test_config_without_critic_section_gets_a_q_critic():

@@ -75,7 +75,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     resumed_losses = _record_updates(resumed)
     resumed.learn(2)
 
-    for key in ("critic", "actor", "kl_mean", "entropy", "entropy_coef", "kl_multiplier"):
+    for key in (
+        "critic",
+        "actor",
+        "trust_region/kl_mean",
+        "entropy/estimate",
+        "entropy/coef",
+        "trust_region/kl_multiplier",
+    ):
         assert resumed_losses[-1][key] == pytest.approx(straight_losses[-1][key], rel=1e-6, abs=1e-9), key
     resumed_state = resumed.alg.actor.state_dict()
     for name, value in straight.alg.actor.state_dict().items():

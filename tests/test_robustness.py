@@ -48,7 +48,7 @@ def scaled_runs() -> dict[float, tuple[OnPolicyRunner, dict[str, float]]]:
 
 
 def test_reward_scale_follows_the_rewards_unit(scaled_runs):
-    scales = {factor: stats["reward_scale"] for factor, (_, stats) in scaled_runs.items()}
+    scales = {factor: stats["critic/reward_scale"] for factor, (_, stats) in scaled_runs.items()}
     assert scales[1.0] > 1.0  # a balancing task: constant reward 1, returns of several steps
     for factor in (0.01, 100.0):
         assert scales[factor] == pytest.approx(factor * scales[1.0], rel=1e-4)
@@ -65,7 +65,13 @@ def test_multiplying_the_rewards_leaves_training_unchanged(scaled_runs):
     for factor in (0.01, 100.0):
         runner, stats = scaled_runs[factor]
         # The normalised statistics: the duals, the critic's unit-free support and the learned policy.
-        for key in ("entropy_coef", "kl_multiplier", "target_entropy", "value_min", "value_max"):
+        for key in (
+            "entropy/coef",
+            "trust_region/kl_multiplier",
+            "entropy/target",
+            "critic/value_min",
+            "critic/value_max",
+        ):
             assert stats[key] == pytest.approx(reference[key], rel=1e-3, abs=1e-6), key
         assert torch.allclose(actions(runner), actions(reference_runner), atol=1e-3)
 
@@ -73,7 +79,7 @@ def test_multiplying_the_rewards_leaves_training_unchanged(scaled_runs):
 def test_without_normalisation_the_same_runs_differ():
     small, small_stats = _train(0.01, reward_normalization=False)
     large, large_stats = _train(100.0, reward_normalization=False)
-    assert small_stats["reward_scale"] == large_stats["reward_scale"] == 1.0
+    assert small_stats["critic/reward_scale"] == large_stats["critic/reward_scale"] == 1.0
     probe = TensorDict({"policy": torch.randn(64, small.alg.actor.obs_dim)}, batch_size=[64])
     with torch.no_grad():
         assert (small.alg.actor(probe) - large.alg.actor(probe)).abs().max() > 1e-2
@@ -85,9 +91,10 @@ def test_duals_move_by_more_than_ten_times_in_a_short_run_when_far_from_target()
     _, stats = _train(1.0, iterations=6, entropy_target_mult=50.0, kl_bound=1e-6)
     defaults = inspect.signature(TruDi.__init__).parameters
     alpha_0, lambda_0 = defaults["init_entropy_coef"].default, defaults["init_kl_multiplier"].default
-    print(f"alpha {alpha_0} -> {stats['entropy_coef']:.3g}, lambda {lambda_0} -> {stats['kl_multiplier']:.3g}")
-    assert stats["entropy_coef"] < alpha_0 / 10
-    assert stats["kl_multiplier"] > lambda_0 * 10
+    alpha, multiplier = stats["entropy/coef"], stats["trust_region/kl_multiplier"]
+    print(f"alpha {alpha_0} -> {alpha:.3g}, lambda {lambda_0} -> {multiplier:.3g}")
+    assert stats["entropy/coef"] < alpha_0 / 10
+    assert stats["trust_region/kl_multiplier"] > lambda_0 * 10
 
 
 def test_initial_critic_predicts_about_zero():

@@ -39,7 +39,7 @@ DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
 """Critic class used when a config names only the algorithm and the actor."""
 DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
-MAX_STATS = ("kl_max",)
+MAX_STATS = ("trust_region/kl_max",)
 """Logged statistics reduced by a maximum across ranks; all others are averaged."""
 ENTROPY_TARGET_REFERENCES = ("initial", "zero")
 """``algorithm.entropy_target_reference``: the entropy the target ``-c_H * d`` is counted from."""
@@ -462,7 +462,10 @@ class TruDi:
     # ------------------------------------------------------------------ update
 
     def update(self) -> dict[str, float]:
-        """Train critic, actor and duals on the stored rollout; returns the SPEC section 5 diagnostics.
+        """Train critic, actor and duals on the stored rollout; returns the diagnostics of docs/algorithm.md section 5.
+
+        Beside the three losses they are keyed ``<group>/<name>``: ``trust_region``, ``entropy``, ``critic``,
+        ``diffusion``.
 
         Under torchrun the diagnostics are those of the global batch (see :meth:`_reduce_stats`), identical on every
         rank, so rank 0 logs the global numbers.
@@ -493,12 +496,12 @@ class TruDi:
         loss_dict = self._reduce_stats(stats)
         self._raise_if_nonfinite("update", loss_dict)
         loss_dict |= self._state_diagnostics()
-        if loss_dict["clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
+        if loss_dict["critic/clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
             self._warned_clipping = True
             low, high = self.critic.value_range.tolist()
             warnings.warn(
-                f"TruDi: {loss_dict['clipped_target_fraction']:.1%} of the critic's return targets fall outside its"
-                f" support [{low:g}, {high:g}]; widen critic.value_min/value_max or use 'auto'.",
+                f"TruDi: {loss_dict['critic/clipped_target_fraction']:.1%} of the critic's return targets fall outside"
+                f" its support [{low:g}, {high:g}]; widen critic.value_min/value_max or use 'auto'.",
                 stacklevel=2,
             )
         return loss_dict
@@ -555,9 +558,9 @@ class TruDi:
         return {
             "critic": value_loss,
             "critic_aux": aux_loss,
-            "q_mean": self.critic.value(logits).mean(),
-            "return_mean": batch.returns.mean(),
-            "clipped_target_fraction": clipped,
+            "critic/q_mean": self.critic.value(logits).mean(),
+            "critic/return_mean": batch.returns.mean(),
+            "critic/clipped_target_fraction": clipped,
         }
 
     def _actor_step(self, batch) -> dict[str, torch.Tensor]:
@@ -583,12 +586,12 @@ class TruDi:
         self._apply_gradients(actor_loss + dual_loss, self.actor.parameters())
         stats = {
             "actor": actor_loss,
-            "kl_mean": kl.mean(),
-            "kl_max": kl.max(),
-            "kl_over_bound_fraction": (kl >= self.kl_bound).float().mean(),
-            "entropy": entropy,
+            "trust_region/kl_mean": kl.mean(),
+            "trust_region/kl_max": kl.max(),
+            "trust_region/kl_over_bound_fraction": (kl >= self.kl_bound).float().mean(),
+            "entropy/estimate": entropy,
         }
-        stats |= {f"kl_step_{n}": value for n, value in enumerate(kl_per_step)}
+        stats |= {f"trust_region/kl_step_{n}": value for n, value in enumerate(kl_per_step)}
         return stats
 
     def _chain_and_kl(self, state: torch.Tensor, old_chains: OldChains | None) -> tuple[torch.Tensor, ...]:
@@ -647,17 +650,17 @@ class TruDi:
         friction = self.actor.process.friction.detach()
         step_sizes = self.actor.process.step_sizes.detach()
         return {
-            "entropy_coef": self.duals.entropy_coef.item(),
-            "kl_multiplier": self.duals.kl_multiplier.item(),
-            "target_entropy": float(self.target_entropy),
-            "reward_scale": float(self.return_scale.scale) if self.return_scale is not None else 1.0,
-            "friction_mean": float(friction.mean()),
-            "friction_min": float(friction.min()),
-            "friction_max": float(friction.max()),
-            "dt_mean": float(step_sizes.mean()),
-            "dt_total": float(step_sizes.sum()),
-            "value_min": float(self.critic.value_range[0]),
-            "value_max": float(self.critic.value_range[1]),
+            "trust_region/kl_multiplier": self.duals.kl_multiplier.item(),
+            "entropy/coef": self.duals.entropy_coef.item(),
+            "entropy/target": float(self.target_entropy),
+            "critic/reward_scale": float(self.return_scale.scale) if self.return_scale is not None else 1.0,
+            "critic/value_min": float(self.critic.value_range[0]),
+            "critic/value_max": float(self.critic.value_range[1]),
+            "diffusion/friction_mean": float(friction.mean()),
+            "diffusion/friction_min": float(friction.min()),
+            "diffusion/friction_max": float(friction.max()),
+            "diffusion/dt_mean": float(step_sizes.mean()),
+            "diffusion/dt_total": float(step_sizes.sum()),
         }
 
     # ------------------------------------------------------------------ runner interface

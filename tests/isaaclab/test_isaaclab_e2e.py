@@ -88,7 +88,7 @@ def test_trudi_runs_a_couple_of_iterations(workdir, asset_root, task, experiment
         asset_root,
     )
     assert "Learning iteration 1/2" in output
-    assert "Mean critic loss" in output and "Mean kl_mean loss" in output
+    assert "Mean critic loss" in output and "Mean trust_region/kl_mean loss" in output
     assert os.path.isfile(os.path.join(_latest_run(workdir, experiment), "model_1.pt"))
 
 

@@ -171,7 +171,7 @@ def test_g1_trains_two_iterations_on_cpu(g1_run: Path) -> None:
 
     events = EventAccumulator(str(g1_run))
     events.Reload()
-    for tag in ("Loss/critic", "Loss/actor", "Loss/kl_mean", "Loss/entropy_coef"):
+    for tag in ("Loss/critic", "Loss/actor", "Loss/trust_region/kl_mean", "Loss/entropy/coef"):
         scalars = events.Scalars(tag)
         assert [s.step for s in scalars] == [0, 1], tag
         assert all(math.isfinite(s.value) for s in scalars), tag
