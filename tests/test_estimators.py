@@ -1,6 +1,8 @@
 """The cheaper estimators of the update and the rollout, each checked against its definition (docs/algorithm.md).
 
 - the batched forward and reverse trajectory KL equal the step-by-step ones, value and gradient;
+- the gate-aware forward KL gives the gated actor loss the same value and gradient as the plain KL, for every
+  ``trust_region`` mode;
 - ``kl_chains: rollout`` keeps chains that are old-policy samples of the stored states, and its KL estimate agrees
   with fresh chains' in expectation; ``kl_chains: update`` stores K chains per state, each of its own state;
 - ``sarsa_bootstrap``: the next action is the chain sampled for the bootstrap, so ``V'_t = Q(s_{t+1}, a_{t+1})`` of
@@ -24,7 +26,9 @@ from trudi.sampler import squash
 from trudi.tasks import train_cfg
 from trudi.trust_region import (
     OldChains,
+    actor_objective,
     forward_trajectory_kl,
+    gate_aware_forward_kl,
     gaussian_kl,
     reverse_trajectory_kl,
     sample_old_chains,
@@ -64,6 +68,37 @@ def test_batched_forward_kl_equals_the_step_by_step_kl_value_and_gradient():
     assert len(batched[1]) == len(sequential[1]) > 0
     for grad_b, grad_s in zip(batched[1], sequential[1], strict=True):
         assert torch.allclose(grad_b, grad_s, rtol=1e-4, atol=1e-6 * grad_s.abs().max())
+
+
+@pytest.mark.parametrize("trust_region", ["gate", "penalty", "none"])
+def test_gate_aware_kl_gives_the_gated_loss_the_same_value_and_gradient(trust_region):
+    old, new = _pair()
+    state = torch.randn(64, 5)
+    chains = sample_old_chains(old, state, num_samples=2)
+    with torch.no_grad():
+        kl_bound = float(forward_trajectory_kl(new, old, state, chains)[0].median())  # half the states over it
+    # A stand-in objective that, like alpha * l - Q, depends on the new policy at every state.
+    objective = new.ode_chain(state, torch.zeros(64, 3)).square().sum(-1)
+    alpha, lam = torch.tensor(0.3), torch.tensor(2.0)
+    params = [param for param in new.parameters() if param.requires_grad]
+
+    def loss(kl_fn):
+        kl, _ = kl_fn()
+        return actor_objective(trust_region, kl, objective, -objective, alpha, lam, kl_bound).mean(), kl
+
+    plain_loss, plain_kl = loss(lambda: forward_trajectory_kl(new, old, state, chains))
+    plain = torch.autograd.grad(plain_loss, params, retain_graph=True, allow_unused=True)
+    aware_loss, aware_kl = loss(lambda: gate_aware_forward_kl(new, old, state, chains, trust_region, kl_bound))
+    aware = torch.autograd.grad(aware_loss, params, allow_unused=True)
+    assert 0 < int((plain_kl >= kl_bound).sum()) < 64
+    assert torch.allclose(aware_kl, plain_kl, rtol=1e-5, atol=0)
+    assert torch.allclose(aware_loss, plain_loss, rtol=1e-5, atol=0)
+    for grad_a, grad_p in zip(aware, plain, strict=True):
+        if grad_p is None:
+            assert grad_a is None or not grad_a.any()
+        else:
+            assert torch.allclose(grad_a, grad_p, rtol=1e-4, atol=1e-6 * grad_p.abs().max())
+    assert aware_kl.requires_grad == (trust_region != "none")
 
 
 def test_batched_reverse_kl_equals_the_step_by_step_definition_value_and_gradient():

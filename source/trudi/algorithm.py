@@ -31,6 +31,7 @@ from trudi.trust_region import (
     OldChains,
     actor_objective,
     forward_trajectory_kl,
+    gate_aware_forward_kl,
     reverse_trajectory_kl,
     sample_old_chains,
 )
@@ -101,6 +102,7 @@ class TruDi:
         kl_direction: str = "forward",
         kl_chains: str = "rollout",
         sarsa_bootstrap: bool = True,
+        gate_aware_backward: bool = False,
         mixed_precision: str = "none",
         torch_compile: bool = False,
         cuda_graphs: bool = False,
@@ -147,6 +149,10 @@ class TruDi:
             sarsa_bootstrap: Let the chain sampled at the next state for the soft reward and the bootstrap value also
                 be the next step's action (a SARSA-style bootstrap on the action actually taken), which halves the
                 rollout's chains. Without it, the next action is sampled afresh.
+            gate_aware_backward: Build the forward KL's graph only at the states whose loss reads it (over the bound
+                with ``trust_region: gate``), after a graph-free pass over all states picks them: the same loss and
+                gradient for less backward work (:func:`~trudi.trust_region.gate_aware_forward_kl`). Eager mode only:
+                with ``torch_compile`` the fixed-shape graph covers every state.
             mixed_precision: ``"none"`` or ``"bf16"``: run the network passes of rollout and update under bfloat16
                 autocast. The networks return float32, so the chain, log-likelihoods, KL, losses, parameters and
                 optimizer state stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
@@ -198,6 +204,10 @@ class TruDi:
                 " one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
             )
         self.sarsa_bootstrap = check_bool("algorithm.sarsa_bootstrap", sarsa_bootstrap)
+        # The selected states vary in number, which the compiled graphs' fixed shapes cannot follow.
+        self.gate_aware_backward = (
+            check_bool("algorithm.gate_aware_backward", gate_aware_backward) and not torch_compile
+        )
         self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
         check_bool("algorithm.torch_compile", torch_compile)
         check_bool("algorithm.cuda_graphs", cuda_graphs)
@@ -606,7 +616,12 @@ class TruDi:
             x_final, log_likelihood, running = self.actor.sde_chain(state)
             if old_chains is None:
                 old_chains = sample_old_chains(self.old_actor, state, self.kl_samples)
-            kl, kl_per_step = forward_trajectory_kl(self.actor, self.old_actor, state, old_chains, self.kl_mode)
+            if self.gate_aware_backward:
+                kl, kl_per_step = gate_aware_forward_kl(
+                    self.actor, self.old_actor, state, old_chains, self.trust_region, self.kl_bound, self.kl_mode
+                )
+            else:
+                kl, kl_per_step = forward_trajectory_kl(self.actor, self.old_actor, state, old_chains, self.kl_mode)
         return x_final, log_likelihood, running, kl, kl_per_step
 
     def _autocast(self) -> contextlib.AbstractContextManager:

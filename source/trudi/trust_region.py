@@ -114,6 +114,47 @@ def forward_trajectory_kl(
     return kl, per_step_kl.detach().mean(-1)
 
 
+def loss_reads_kl(trust_region: str, kl: torch.Tensor, kl_bound: float) -> torch.Tensor:
+    """The states (B,) whose actor loss (:func:`actor_objective`) takes its value from ``c(s)``.
+
+    They are the only states the loss's gradient reaches through ``c``. ``gate``: those at or over the bound;
+    ``penalty``: all; ``none``: none (``c`` is then only a diagnostic).
+    """
+    if trust_region == "gate":
+        return kl >= kl_bound
+    return torch.full_like(kl, trust_region == "penalty", dtype=torch.bool)
+
+
+def gate_aware_forward_kl(
+    actor: DiffusionActor,
+    old_actor: DiffusionActor,
+    state: torch.Tensor,
+    chains: OldChains,
+    trust_region: str,
+    kl_bound: float,
+    kl_mode: str = "full",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`forward_trajectory_kl` with its graph (and so its backward pass) built only where the loss reads ``c``.
+
+    The gated loss takes ``c(s)`` as its value only at states over the bound; elsewhere ``c(s)`` just picks the branch
+    and feeds detached statistics, so its gradient there is zero. ``c`` is therefore computed without a graph for all
+    states, then again with one for the states :func:`loss_reads_kl` selects: the same values and the same gradient
+    for about ``1 + 3 f`` instead of 3 forward-equivalents per state, ``f`` the share of states over the bound. The
+    selection is read on the host (one sync) and gives the recomputation a varying batch size.
+    """
+    with torch.no_grad():
+        kl, kl_per_step = forward_trajectory_kl(actor, old_actor, state, chains, kl_mode)
+    rows = loss_reads_kl(trust_region, kl, kl_bound).nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return kl, kl_per_step
+    num_samples = chains.latents.shape[1] // state.shape[0]
+    # The K chains of state b are rows b*K ... b*K + K-1 (state-major).
+    chain_rows = (rows.unsqueeze(-1) * num_samples + torch.arange(num_samples, device=rows.device)).flatten()
+    selected = OldChains(chains.latents[:, chain_rows], chains.means[:, chain_rows])
+    kl_selected, _ = forward_trajectory_kl(actor, old_actor, state[rows], selected, kl_mode)
+    return kl.index_put((rows,), kl_selected), kl_per_step
+
+
 def trajectory_kl(
     actor: DiffusionActor,
     old_actor: DiffusionActor,

@@ -94,6 +94,8 @@ class TruDiAlgorithmCfg:
     update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
     sarsa_bootstrap: bool = True
     """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
+    gate_aware_backward: bool = False
+    """Build the forward KL's graph only at the states the gated loss penalises (same gradient; eager mode only)."""
     mixed_precision: str = "none"
     """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
     torch_compile: bool = False
