@@ -2,6 +2,8 @@
 
 Per-seed shares of the 2026-11-24 defaults are in docs/results/multimodality.md (benchmarks/multimodality.py). With
 the default entropy target both algorithms settle on one mode per seed; what holds over all seeds is asserted here.
+Both are 300-iteration learning runs (about 3 minutes together on the 2-core CPU), so they sit in the slow tier
+(``pytest -m slow``) with the other learning checks.
 """
 
 import os
@@ -13,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 from multimodality import mode_shares_after_training  # noqa: E402
 
 SEEDS = (0, 1, 2)
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("seed", SEEDS)
