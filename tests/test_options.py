@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 
 import pytest
 
@@ -17,6 +18,8 @@ from trudi.algorithm import TruDi
 from trudi.config import ConfigError
 from trudi.critic import QCritic
 from trudi.envs import TwoModeBandit
+from trudi.options import SECTIONS as SCHEMA_SECTIONS
+from trudi.options import markdown_table
 
 NUM_ENVS = 16
 NUM_STEPS = 2  # batch of 32: the default num_mini_batches (32) is valid too
@@ -173,3 +176,10 @@ def test_bad_value_is_refused_with_one_line_naming_the_option(env, section, name
     assert f"{section}.{name}=" in message, message
     if isinstance(value, float) and not math.isfinite(value):
         assert f"{section}.{name}={value!r}" in message, message
+
+
+@pytest.mark.parametrize("options", SCHEMA_SECTIONS, ids=lambda options: options.section)
+def test_docs_option_tables_are_the_declared_options(options):
+    # docs/algorithm.md §2 holds the tables `python -m trudi.options` prints from the one declaration.
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "algorithm.md"), encoding="utf-8") as file:
+        assert markdown_table(options) in file.read(), "regenerate the table with: python -m trudi.options"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn as nn
 from tensordict import TensorDict
 
-from trudi.config import ConfigError, check_bool, check_choice, check_dims, check_float, check_int
+from trudi.config import ConfigError
 from trudi.observations import ObservationInput
+from trudi.options import ActorOptions, takes_options
 from trudi.sampler import (
     PRE_TANH_LIMIT,
-    SCHEDULES,
     ControlNetwork,
     DiffusionProcess,
     gaussian_log_prob,
@@ -34,27 +35,15 @@ class DiffusionActor(nn.Module):
     is_recurrent: bool = False
     """Diffusion actors are feed-forward."""
 
+    @takes_options(ActorOptions)
     def __init__(
         self,
         obs: TensorDict,
         obs_groups: dict[str, list[str]],
         obs_set: str,
         output_dim: int,
-        hidden_dims: tuple[int, ...] | list[int] = (256, 256, 256),
-        activation: str = "gelu",
-        obs_normalization: bool = True,
-        num_denoising_steps: int = 8,
-        init_std: float = 2.5,
-        schedule: str = "cosine",
-        learn_friction: bool = True,
-        init_friction: float = 1.0,
-        learn_dt: bool = False,
-        per_step_dt: bool = False,
-        ode_control_scale: float = 1.0,
-        action_scale: float = 1.0,
-        time_frequencies: int = 32,
-        time_embedding_dim: int = 16,
         distribution_cfg: dict | None = None,
+        **options: Any,
     ) -> None:
         """Build the actor.
 
@@ -63,55 +52,37 @@ class DiffusionActor(nn.Module):
             obs_groups: Mapping of observation sets to observation groups.
             obs_set: The observation set this model reads (``"actor"``); also the prefix of error messages.
             output_dim: Action dimension ``d``.
-            hidden_dims: Hidden widths of the control network (the SPEC's "4 layers x 256" is three hidden layers
-                plus the output layer).
-            activation: Activation of the control network; only ``"gelu"`` (the reference choice).
-            obs_normalization: Whether to normalise observations with running statistics.
-            num_denoising_steps: ``N``, the number of denoising steps.
-            init_std: ``sigma_0``, the standard deviation of the Gaussian prior.
-            schedule: Step-size schedule: ``"cosine"`` (default), ``"linear"`` or ``"constant"``.
-            learn_friction: Whether the per-dimension friction is learned.
-            init_friction: Initial friction.
-            learn_dt: Whether the step size is learned.
-            per_step_dt: Keep one step size per denoising step (initialised to the schedule) instead of one scalar
-                times the schedule; trained only with ``learn_dt``.
-            ode_control_scale: ``c``, the scale of the control in the deterministic (ODE) sampler.
-            action_scale: Factor applied to ``tanh(x_N)`` to produce the action sent to the environment.
-            time_frequencies: Number of Fourier frequencies of the step embedding.
-            time_embedding_dim: Output width of the step embedding.
             distribution_cfg: Must be ``None``: the chain is the distribution. Accepted because Isaac Lab passes it.
+            **options: The ``actor`` options, each declared (type, default, allowed values, meaning) in
+                :class:`~trudi.options.ActorOptions`.
         """
         super().__init__()
-        prefix = obs_set
         if distribution_cfg is not None:
             raise ConfigError(
-                f"{prefix}.distribution_cfg={distribution_cfg!r} is invalid: must be None, the diffusion chain is the"
+                f"{obs_set}.distribution_cfg={distribution_cfg!r} is invalid: must be None, the diffusion chain is the"
                 " action distribution of DiffusionActor."
             )
-        hidden_dims = check_dims(f"{prefix}.hidden_dims", hidden_dims)
-        check_choice(f"{prefix}.activation", activation, ("gelu",))
-        check_bool(f"{prefix}.obs_normalization", obs_normalization)
-        check_int(f"{prefix}.num_denoising_steps", num_denoising_steps, minimum=1)
-        check_float(f"{prefix}.init_std", init_std, minimum=0.0, strict_minimum=True)
-        check_choice(f"{prefix}.schedule", schedule, SCHEDULES)
-        check_bool(f"{prefix}.learn_friction", learn_friction)
-        check_float(f"{prefix}.init_friction", init_friction, minimum=0.0, strict_minimum=True)
-        check_bool(f"{prefix}.learn_dt", learn_dt)
-        check_bool(f"{prefix}.per_step_dt", per_step_dt)
-        # A negative scale would push the deterministic chain against the learned control: no meaning, so refused.
-        self.ode_control_scale = check_float(f"{prefix}.ode_control_scale", ode_control_scale, minimum=0.0)
-        self.action_scale = check_float(f"{prefix}.action_scale", action_scale, minimum=0.0, strict_minimum=True)
-        check_int(f"{prefix}.time_frequencies", time_frequencies, minimum=1)
-        check_int(f"{prefix}.time_embedding_dim", time_embedding_dim, minimum=1)
+        o = ActorOptions.validated(options, section=obs_set)
+        self.ode_control_scale = o.ode_control_scale
+        self.action_scale = o.action_scale
 
-        self.observations = ObservationInput(obs, obs_groups, obs_set, obs_normalization)
+        self.observations = ObservationInput(obs, obs_groups, obs_set, o.obs_normalization)
         self.obs_dim = self.observations.dim
         self.action_dim = output_dim
         self.process = DiffusionProcess(
-            output_dim, num_denoising_steps, init_std, schedule, learn_friction, init_friction, learn_dt, per_step_dt
+            output_dim,
+            o.num_denoising_steps,
+            o.init_std,
+            o.schedule,
+            o.learn_friction,
+            o.init_friction,
+            o.learn_dt,
+            o.per_step_dt,
         )
-        self.control_net = ControlNetwork(output_dim, self.obs_dim, hidden_dims, time_frequencies, time_embedding_dim)
-        self.register_buffer("_steps", torch.arange(num_denoising_steps, dtype=torch.float32), persistent=False)
+        self.control_net = ControlNetwork(
+            output_dim, self.obs_dim, list(o.hidden_dims), o.time_frequencies, o.time_embedding_dim
+        )
+        self.register_buffer("_steps", torch.arange(o.num_denoising_steps, dtype=torch.float32), persistent=False)
         # What RSL-RL logs as the action std: measured on actions by :meth:`measure_action_std` (not checkpointed).
         self.register_buffer("_action_std", torch.zeros(output_dim), persistent=False)
 

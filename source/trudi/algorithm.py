@@ -8,6 +8,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,16 +18,13 @@ from rsl_rl.utils import resolve_callable, resolve_obs_groups
 from tensordict import TensorDict
 
 from trudi.actor import DiffusionActor
-from trudi.config import ConfigError, check_bool, check_choice, check_float, check_int, check_known_keys
+from trudi.config import ConfigError, check_int, check_known_keys
 from trudi.critic import QCritic
+from trudi.options import AlgorithmOptions, takes_options
 from trudi.reward_scale import ReturnScale
 from trudi.sampler import squash
 from trudi.storage import Transition, TruDiStorage
 from trudi.trust_region import (
-    KL_CHAINS,
-    KL_DIRECTIONS,
-    KL_MODES,
-    TRUST_REGION_MODES,
     LagrangeDuals,
     OldChains,
     actor_objective,
@@ -42,10 +40,8 @@ DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
 MAX_STATS = ("trust_region/kl_max",)
 """Logged statistics reduced by a maximum across ranks; all others are averaged."""
-ENTROPY_TARGET_REFERENCES = ("initial", "zero")
-"""``algorithm.entropy_target_reference``: the entropy the target ``-c_H * d`` is counted from."""
 MIXED_PRECISION = {"none": None, "bf16": torch.bfloat16}
-"""``algorithm.mixed_precision`` choices: the autocast dtype of the network passes (``None``: float32 throughout)."""
+"""The autocast dtype of the network passes for each ``algorithm.mixed_precision`` (``None``: float32 throughout)."""
 
 
 @dataclass
@@ -83,43 +79,16 @@ class TruDi:
     storage: TruDiStorage
     """Rollout buffers."""
 
+    @takes_options(AlgorithmOptions)
     def __init__(
         self,
         actor: DiffusionActor,
         critic: QCritic,
         storage: TruDiStorage,
-        num_learning_epochs: int = 2,
-        num_mini_batches: int = 32,
-        learning_rate: float = 3e-4,
-        dual_learning_rate: float = 0.01,
-        max_grad_norm: float = 0.5,
-        gamma: float = 0.99,
-        lam: float = 0.95,
-        trust_region: str = "gate",
-        kl_bound: float = 0.1,
-        kl_samples: int = 1,
-        kl_mode: str = "full",
-        kl_direction: str = "forward",
-        kl_chains: str = "rollout",
-        sarsa_bootstrap: bool = True,
-        gate_aware_backward: bool = False,
-        mixed_precision: str = "none",
-        torch_compile: bool = False,
-        cuda_graphs: bool = False,
-        init_entropy_coef: float = 0.01,
-        learn_entropy_coef: bool = True,
-        entropy_target_mult: float = 4.0,
-        entropy_target_reference: str = "initial",
-        init_kl_multiplier: float = 0.01,
-        learn_kl_multiplier: bool = True,
-        aux_loss_coef: float = 1.0,
-        reward_normalization: bool = True,
-        auto_support_margin: float = 2.0,
-        clipped_target_warning: float = 0.05,
         device: str = "cpu",
         multi_gpu_cfg: dict | None = None,
         rnd_cfg: dict | None = None,
-        grad_reduce_bucket_mb: float = 25.0,
+        **options: Any,
     ) -> None:
         """Create the algorithm.
 
@@ -127,118 +96,51 @@ class TruDi:
             actor: The diffusion actor.
             critic: The Q critic.
             storage: Rollout storage sized for ``num_envs x num_steps_per_env``.
-            num_learning_epochs: Passes over each rollout.
-            num_mini_batches: Mini-batches per epoch.
-            learning_rate: Adam learning rate of the actor and the critic.
-            dual_learning_rate: Adam learning rate of ``log alpha`` and ``log lambda``. Adam moves each by about this
-                much per step while its constraint is violated, so a run of S steps can move a dual by a factor
-                ``exp(S * dual_learning_rate)``: large enough to settle within a short run.
-            max_grad_norm: Gradient-norm clip, applied separately to actor and critic.
-            gamma: Discount factor.
-            lam: Lambda of the lambda-returns.
-            trust_region: ``"gate"`` (TruDi), ``"penalty"`` (objective + lambda * KL everywhere) or ``"none"``.
-            kl_bound: ``epsilon``, the per-state bound on the trajectory KL.
-            kl_samples: ``K``, old-policy chains per state for the forward KL estimate (unused by ``reverse``).
-            kl_mode: ``"full"`` closed-form Gaussian KL per step, or ``"mean"`` (mean term only).
-            kl_direction: ``"forward"`` ``KL(old || new)`` on K old-policy chains (SPEC default), or ``"reverse"``
-                ``KL(new || old)`` on the actor loss's own chain: N instead of 2 K N extra network passes per state.
-            kl_chains: Where the forward KL's old-policy chains come from: ``"mini_batch"`` (K fresh chains per state
-                in every mini-batch, SPEC), ``"update"`` (K chains per state sampled once per update, reused by every
-                epoch) or ``"rollout"`` (the chain that produced the stored action; needs ``kl_samples = 1`` and costs
-                no extra old-policy passes). Unused by ``kl_direction: reverse``.
-            sarsa_bootstrap: Let the chain sampled at the next state for the soft reward and the bootstrap value also
-                be the next step's action (a SARSA-style bootstrap on the action actually taken), which halves the
-                rollout's chains. Without it, the next action is sampled afresh.
-            gate_aware_backward: Build the forward KL's graph only at the states whose loss reads it (over the bound
-                with ``trust_region: gate``), after a graph-free pass over all states picks them: the same loss and
-                gradient for less backward work (:func:`~trudi.trust_region.gate_aware_forward_kl`). Eager mode only:
-                with ``torch_compile`` the fixed-shape graph covers every state.
-            mixed_precision: ``"none"`` or ``"bf16"``: run the network passes of rollout and update under bfloat16
-                autocast. The networks return float32, so the chain, log-likelihoods, KL, losses, parameters and
-                optimizer state stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
-            cuda_graphs: With ``torch_compile``, capture those functions as CUDA graphs
-                (``mode="reduce-overhead"``; fixed shapes make one graph per function and grad mode), which removes the
-                chains' many kernel launches on a GPU. Their outputs are copied out of the graphs' static buffers, which
-                the next replay overwrites (:func:`graph_safe`). Inductor does not capture graphs on the CPU.
-            torch_compile: Compile the rollout's chain and the actor step's chain and trajectory KL with
-                ``torch.compile`` (default mode, fixed shapes), which fuses the many small per-step kernels. The first
-                iteration pays the compilation; the samples differ from eager ones only through the random draws.
-            init_entropy_coef: Initial entropy temperature ``alpha``.
-            learn_entropy_coef: Whether ``alpha`` is adapted towards the entropy target.
-            entropy_target_mult: ``c_H``, in nats per action dimension below the reference entropy.
-            entropy_target_reference: ``"initial"``: the target is ``H_0 - c_H * action_dim`` with ``H_0`` the
-                entropy estimate of the initial policy, measured once before the first update (so the target's meaning
-                does not depend on ``N``, ``sigma_0`` or the friction); ``"zero"``: ``-c_H * action_dim`` (SPEC).
-            init_kl_multiplier: Initial KL multiplier ``lambda``.
-            learn_kl_multiplier: Whether ``lambda`` is adapted by dual ascent.
-            aux_loss_coef: Weight of the critic's self-predictive loss.
-            reward_normalization: Divide rewards by the running RMS of the discounted return (updated once per
-                iteration, before the returns; see :mod:`trudi.reward_scale`), so the critic's support, the entropy
-                bonus and the KL penalty are in a unit that does not depend on the task's reward scale.
-            auto_support_margin: With an ``"auto"`` critic support, the factor applied to the warm-up's
-                return bounds (see :meth:`compute_returns`).
-            clipped_target_warning: Warn when more than this fraction of return targets falls outside the support.
             device: Torch device.
             multi_gpu_cfg: Set by the runner under ``torchrun``: ranks and world size.
             rnd_cfg: Must be ``None`` (random network distillation is not supported); present because RSL-RL reads it.
-            grad_reduce_bucket_mb: Bucket size of the multi-GPU gradient all-reduce.
+            **options: The ``algorithm`` options, each declared (type, default, allowed values, meaning) in
+                :class:`~trudi.options.AlgorithmOptions`.
         """
-        self.num_learning_epochs = check_int("algorithm.num_learning_epochs", num_learning_epochs, minimum=1)
-        self.num_mini_batches = check_int("algorithm.num_mini_batches", num_mini_batches, minimum=1)
-        self._learning_rate = check_float("algorithm.learning_rate", learning_rate, minimum=0.0, strict_minimum=True)
-        self.dual_learning_rate = check_float(
-            "algorithm.dual_learning_rate", dual_learning_rate, minimum=0.0, strict_minimum=True
-        )
-        self.max_grad_norm = check_float("algorithm.max_grad_norm", max_grad_norm, minimum=0.0, strict_minimum=True)
-        self.gamma = check_float("algorithm.gamma", gamma, minimum=0.0, maximum=1.0)
-        self.lam = check_float("algorithm.lam", lam, minimum=0.0, maximum=1.0)
-        self.trust_region = check_choice("algorithm.trust_region", trust_region, TRUST_REGION_MODES)
-        self.kl_bound = check_float("algorithm.kl_bound", kl_bound, minimum=0.0, strict_minimum=True)
-        self.kl_samples = check_int("algorithm.kl_samples", kl_samples, minimum=1)
-        self.kl_mode = check_choice("algorithm.kl_mode", kl_mode, KL_MODES)
-        self.kl_direction = check_choice("algorithm.kl_direction", kl_direction, KL_DIRECTIONS)
-        self.kl_chains = check_choice("algorithm.kl_chains", kl_chains, KL_CHAINS)
+        o = AlgorithmOptions.validated(options)
+        self.num_learning_epochs = o.num_learning_epochs
+        self.num_mini_batches = o.num_mini_batches
+        self._learning_rate = o.learning_rate
+        self.dual_learning_rate = o.dual_learning_rate
+        self.max_grad_norm = o.max_grad_norm
+        self.gamma = o.gamma
+        self.lam = o.lam
+        self.trust_region = o.trust_region
+        self.kl_bound = o.kl_bound
+        self.kl_samples = o.kl_samples
+        self.kl_mode = o.kl_mode
+        self.kl_direction = o.kl_direction
+        self.kl_chains = o.kl_chains
         if self.kl_chains == "rollout" and self.kl_samples != 1:
             raise ConfigError(
-                f"algorithm.kl_samples={kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout keeps"
-                " one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
+                f"algorithm.kl_samples={o.kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout"
+                " keeps one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
             )
-        self.sarsa_bootstrap = check_bool("algorithm.sarsa_bootstrap", sarsa_bootstrap)
+        self.sarsa_bootstrap = o.sarsa_bootstrap
         # The selected states vary in number, which the compiled graphs' fixed shapes cannot follow.
-        self.gate_aware_backward = (
-            check_bool("algorithm.gate_aware_backward", gate_aware_backward) and not torch_compile
-        )
-        self.mixed_precision = check_choice("algorithm.mixed_precision", mixed_precision, tuple(MIXED_PRECISION))
-        check_bool("algorithm.torch_compile", torch_compile)
-        check_bool("algorithm.cuda_graphs", cuda_graphs)
-        if cuda_graphs and not torch_compile:
+        self.gate_aware_backward = o.gate_aware_backward and not o.torch_compile
+        self.mixed_precision = o.mixed_precision
+        if o.cuda_graphs and not o.torch_compile:
             raise ConfigError(
                 "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
                 " torch.compile(mode='reduce-overhead'); set torch_compile to True as well."
             )
-        check_float("algorithm.init_entropy_coef", init_entropy_coef, minimum=0.0, strict_minimum=True)
-        check_bool("algorithm.learn_entropy_coef", learn_entropy_coef)
-        self.entropy_target_mult = check_float("algorithm.entropy_target_mult", entropy_target_mult)
-        self.entropy_target_reference = check_choice(
-            "algorithm.entropy_target_reference", entropy_target_reference, ENTROPY_TARGET_REFERENCES
-        )
-        check_float("algorithm.init_kl_multiplier", init_kl_multiplier, minimum=0.0, strict_minimum=True)
-        check_bool("algorithm.learn_kl_multiplier", learn_kl_multiplier)
-        self.aux_loss_coef = check_float("algorithm.aux_loss_coef", aux_loss_coef, minimum=0.0)
-        check_bool("algorithm.reward_normalization", reward_normalization)
-        self.auto_support_margin = check_float(
-            "algorithm.auto_support_margin", auto_support_margin, minimum=1.0, strict_minimum=False
-        )
-        self.clipped_target_warning = check_float(
-            "algorithm.clipped_target_warning", clipped_target_warning, minimum=0.0, maximum=1.0
-        )
-        check_float("algorithm.grad_reduce_bucket_mb", grad_reduce_bucket_mb, minimum=0.0, strict_minimum=True)
+        self.entropy_target_mult = o.entropy_target_mult
+        self.entropy_target_reference = o.entropy_target_reference
+        self.aux_loss_coef = o.aux_loss_coef
+        self.auto_support_margin = o.auto_support_margin
+        self.clipped_target_warning = o.clipped_target_warning
         if rnd_cfg is not None:
             raise ConfigError(f"algorithm.rnd_cfg={rnd_cfg!r} is invalid: TruDi does not support RND; use None.")
         batch_size = storage.num_envs * storage.num_steps
         if self.num_mini_batches > batch_size:
             raise ConfigError(
-                f"algorithm.num_mini_batches={num_mini_batches} is invalid: must be <= num_envs * num_steps_per_env"
+                f"algorithm.num_mini_batches={o.num_mini_batches} is invalid: must be <= num_envs * num_steps_per_env"
                 f" = {batch_size}."
             )
 
@@ -255,16 +157,16 @@ class TruDi:
             storage.reserve_chains(num_stored, actor.process.num_steps, actor.action_dim)
         # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
         self._sample_chain, self._policy_terms = actor.sde_chain, self._chain_and_kl
-        if torch_compile:
-            mode = "reduce-overhead" if cuda_graphs else "default"
+        if o.torch_compile:
+            mode = "reduce-overhead" if o.cuda_graphs else "default"
             self._sample_chain = torch.compile(self._sample_chain, dynamic=False, mode=mode)
             self._policy_terms = torch.compile(self._policy_terms, dynamic=False, mode=mode)
-        if cuda_graphs:
+        if o.cuda_graphs:
             self._sample_chain, self._policy_terms = graph_safe(self._sample_chain), graph_safe(self._policy_terms)
-        self.duals = LagrangeDuals(init_entropy_coef, init_kl_multiplier, learn_entropy_coef, learn_kl_multiplier).to(
-            device
-        )
-        self.return_scale = ReturnScale(storage.num_envs, self.gamma).to(device) if reward_normalization else None
+        self.duals = LagrangeDuals(
+            o.init_entropy_coef, o.init_kl_multiplier, o.learn_entropy_coef, o.learn_kl_multiplier
+        ).to(device)
+        self.return_scale = ReturnScale(storage.num_envs, self.gamma).to(device) if o.reward_normalization else None
         # One Adam over three groups: each step only touches the parameters that received gradients.
         self.optimizer = torch.optim.Adam(
             [
@@ -277,7 +179,7 @@ class TruDi:
         self.is_multi_gpu = multi_gpu_cfg is not None
         self.gpu_world_size = multi_gpu_cfg["world_size"] if multi_gpu_cfg else 1
         self.gpu_global_rank = multi_gpu_cfg["global_rank"] if multi_gpu_cfg else 0
-        self.grad_reduce_bucket_mb = grad_reduce_bucket_mb
+        self.grad_reduce_bucket_mb = o.grad_reduce_bucket_mb
         self.rnd = None
         self.intrinsic_rewards = None
         # Per-step state between act() and process_env_step().

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from trudi.config import ConfigError, check_bool, check_float, check_int
+from trudi.config import ConfigError
 from trudi.observations import ObservationInput
-
-AUTO_SUPPORT = "auto"
-"""Value of ``value_min``/``value_max`` that asks the algorithm to set the support after a warm-up rollout."""
+from trudi.options import AUTO_SUPPORT, CriticOptions, takes_options
 
 
 def hl_gauss_probs(
@@ -63,20 +62,15 @@ class QCritic(nn.Module):
     is_recurrent: bool = False
     """The critic is feed-forward."""
 
+    @takes_options(CriticOptions)
     def __init__(
         self,
         obs: TensorDict,
         obs_groups: dict[str, list[str]],
         obs_set: str,
         action_dim: int,
-        hidden_dim: int = 512,
-        num_layers: int = 2,
-        num_bins: int = 151,
-        value_min: float | str = -10.0,
-        value_max: float | str = 10.0,
-        hl_gauss_sigma: float = 0.75,
-        obs_normalization: bool = True,
         distribution_cfg: dict | None = None,
+        **options: Any,
     ) -> None:
         """Build the critic.
 
@@ -85,15 +79,10 @@ class QCritic(nn.Module):
             obs_groups: Mapping of observation sets to observation groups.
             obs_set: The observation set this model reads (``"critic"``); also the prefix of error messages.
             action_dim: Action dimension.
-            hidden_dim: Width of the encoder, head and predictor.
-            num_layers: Number of encoder blocks (Linear + RMSNorm + SiLU).
-            num_bins: Number of atoms of the value distribution.
-            value_min: Lower end of the support, or ``"auto"``.
-            value_max: Upper end of the support, or ``"auto"``.
-            hl_gauss_sigma: Width of the HL-Gauss target in bin widths.
-            obs_normalization: Whether to normalise observations with running statistics.
             distribution_cfg: Must be ``None``: the critic outputs a categorical value distribution of its own.
                 Accepted because Isaac Lab's config migration requires the field on every model config.
+            **options: The ``critic`` options, each declared (type, default, allowed values, meaning) in
+                :class:`~trudi.options.CriticOptions`.
         """
         super().__init__()
         prefix = obs_set
@@ -102,11 +91,10 @@ class QCritic(nn.Module):
                 f"{prefix}.distribution_cfg={distribution_cfg!r} is invalid: must be None, QCritic predicts an HL-Gauss"
                 " categorical distribution of its own."
             )
-        check_int(f"{prefix}.hidden_dim", hidden_dim, minimum=1)
-        check_int(f"{prefix}.num_layers", num_layers, minimum=1)
-        self.num_bins = check_int(f"{prefix}.num_bins", num_bins, minimum=2)
-        self.hl_gauss_sigma = check_float(f"{prefix}.hl_gauss_sigma", hl_gauss_sigma, minimum=0.0, strict_minimum=True)
-        check_bool(f"{prefix}.obs_normalization", obs_normalization)
+        o = CriticOptions.validated(options, section=prefix)
+        self.num_bins = o.num_bins
+        self.hl_gauss_sigma = o.hl_gauss_sigma
+        hidden_dim, value_min, value_max = o.hidden_dim, o.value_min, o.value_max
         auto = [v == AUTO_SUPPORT for v in (value_min, value_max)]
         if any(auto) and not all(auto):
             raise ConfigError(
@@ -127,13 +115,13 @@ class QCritic(nn.Module):
                     f"{prefix}.value_min={value_min!r} is invalid: must be below {prefix}.value_max={value_max!r}."
                 )
             value_min, value_max = float(value_min), float(value_max)
-        self.observations = ObservationInput(obs, obs_groups, obs_set, obs_normalization)
+        self.observations = ObservationInput(obs, obs_groups, obs_set, o.obs_normalization)
         self.obs_dim = self.observations.dim
         self.embedding_dim = hidden_dim
         blocks = [_DenseBlock(self.obs_dim + action_dim, hidden_dim)]
-        blocks += [_DenseBlock(hidden_dim, hidden_dim) for _ in range(num_layers - 1)]
+        blocks += [_DenseBlock(hidden_dim, hidden_dim) for _ in range(o.num_layers - 1)]
         self.encoder = nn.Sequential(*blocks)
-        self.head = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, num_bins))
+        self.head = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, o.num_bins))
         # Small initial logits: a near-uniform value distribution, so Q starts at the support's midpoint (0 on the
         # symmetric default support, in the rewards' normalised unit) for every input instead of at a random value.
         with torch.no_grad():

@@ -10,17 +10,6 @@ import torch.nn as nn
 
 from trudi.actor import DiffusionActor
 
-KL_MODES = ("full", "mean")
-"""``full``: closed-form Gaussian KL per step (default). ``mean``: only the mean term, as in the reference."""
-
-KL_DIRECTIONS = ("forward", "reverse")
-"""``forward``: ``KL(old || new)`` on K fresh old-policy chains per state (default). ``reverse``: ``KL(new || old)``
-on the actor loss's own new-policy chain, which costs N old-network passes per state instead of 2 K N."""
-
-TRUST_REGION_MODES = ("gate", "penalty", "none")
-"""``gate``: per-state switch between objective and KL penalty (default); ``penalty``: objective + KL penalty
-everywhere; ``none``: no trust region (ablation)."""
-
 
 def gaussian_kl(
     mean_p: torch.Tensor, var_p: torch.Tensor, mean_q: torch.Tensor, var_q: torch.Tensor, kl_mode: str = "full"
@@ -32,14 +21,6 @@ def gaussian_kl(
     if kl_mode == "mean":
         return ((mean_q - mean_p) ** 2 / (2.0 * var_p)).sum(-1)
     return (0.5 * torch.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / (2.0 * var_q) - 0.5).sum(-1)
-
-
-KL_CHAINS = ("mini_batch", "update", "rollout")
-"""Where the forward KL's old-policy chains come from. ``mini_batch``: ``K`` fresh chains per state in every
-mini-batch (SPEC). ``update``: ``K`` chains per state sampled once per update and reused by every epoch (the old policy
-is frozen during an update, so they have the same distribution, but the epochs' estimates are correlated).
-``rollout``: the chain that produced the stored action, kept by the rollout (the actor equals the old policy while it
-collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
 
 
 @dataclass

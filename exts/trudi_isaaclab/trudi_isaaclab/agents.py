@@ -1,4 +1,4 @@
-"""TruDi agent configs for Isaac Lab's RSL-RL workflow, every option at its SPEC default.
+"""TruDi agent configs for Isaac Lab's RSL-RL workflow, generated from the options declared in :mod:`trudi.options`.
 
 ``TruDiOnPolicyRunnerCfg`` is an ``RslRlOnPolicyRunnerCfg`` (runner ``class_name`` stays ``"OnPolicyRunner"``, the
 only runner Isaac Lab's RL entry points build); TruDi enters through the algorithm and model ``class_name`` strings,
@@ -13,109 +13,56 @@ from dataclasses import MISSING
 from isaaclab.utils import configclass
 from isaaclab_rl.rsl_rl import RslRlMLPModelCfg, RslRlOnPolicyRunnerCfg
 
+from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, option_fields
 
-@configclass
-class TruDiActorCfg(RslRlMLPModelCfg):
-    """``trudi.rsl_rl:DiffusionActor``.
 
-    It subclasses the MLP model config because Isaac Lab's config migration reads ``distribution_cfg`` and
-    ``stochastic`` on every actor config.
+def _options_configclass(name: str, options: type[Options], doc: str, base: type = object, **fixed: tuple) -> type:
+    """An Isaac Lab ``@configclass``: the ``fixed`` fields, then one field per option of ``options`` at its default.
+
+    ``fixed`` maps field names to ``(annotation, default)``; tuple defaults become lists, as Isaac Lab's configs hold
+    sequences. The options and their meanings are declared once, in :mod:`trudi.options`; the class docstring lists
+    them.
     """
-
-    class_name: str = "trudi.rsl_rl:DiffusionActor"
-    hidden_dims: list[int] = [256, 256, 256]
-    """Hidden widths of the control network."""
-    activation: str = "gelu"
-    obs_normalization: bool = True
-    distribution_cfg: None = None
-    """Must stay ``None``: the denoising chain is the action distribution."""
-    num_denoising_steps: int = 8
-    """``N``."""
-    init_std: float = 2.5
-    """``sigma_0`` of the Gaussian prior."""
-    schedule: str = "cosine"
-    """Step-size schedule: ``cosine``, ``linear`` or ``constant``."""
-    learn_friction: bool = True
-    init_friction: float = 1.0
-    learn_dt: bool = False
-    per_step_dt: bool = False
-    ode_control_scale: float = 1.0
-    """Control scale ``c`` of the deterministic (ODE) sampler."""
-    action_scale: float = 1.0
-    """Environment action = ``action_scale * tanh(x_N)``."""
-    time_frequencies: int = 32
-    time_embedding_dim: int = 16
+    annotations, namespace = {}, {}
+    for field_name, (annotation, default) in fixed.items():
+        annotations[field_name], namespace[field_name] = annotation, default
+    lines = []
+    for field_name, annotation, default, meaning in option_fields(options):
+        annotations[field_name] = annotation.replace("tuple[int, ...]", "list[int]")
+        namespace[field_name] = list(default) if isinstance(default, tuple) else default
+        lines.append(f"- ``{field_name}`` ({default!r}): {meaning}")
+    namespace |= {"__annotations__": annotations, "__module__": __name__, "__qualname__": name}
+    namespace["__doc__"] = f"{doc}\n\nOptions (declared in :class:`{options.__module__}.{options.__name__}`):\n\n"
+    namespace["__doc__"] += "\n".join(lines)
+    return configclass(type(name, (base,), namespace))
 
 
-@configclass
-class TruDiCriticCfg:
-    """``trudi.rsl_rl:QCritic``, the distributional (HL-Gauss) Q critic with its self-predictive head."""
-
-    class_name: str = "trudi.rsl_rl:QCritic"
-    hidden_dim: int = 512
-    num_layers: int = 2
-    num_bins: int = 151
-    value_min: float | str = -10.0
-    """Lower end of the value support, or ``"auto"`` (set from a warm-up, see docs/algorithm.md)."""
-    value_max: float | str = 10.0
-    hl_gauss_sigma: float = 0.75
-    obs_normalization: bool = True
-    distribution_cfg: None = None
-    """Must stay ``None``; present because Isaac Lab's config migration reads it on every model config."""
-    stochastic: bool = False
-    """Read and then removed by Isaac Lab's config migration; never reaches the critic."""
-
-
-@configclass
-class TruDiAlgorithmCfg:
-    """``trudi.rsl_rl:TruDi``: critic step, gated trust-region actor step, dual steps."""
-
-    class_name: str = "trudi.rsl_rl:TruDi"
-    num_learning_epochs: int = 2
-    num_mini_batches: int = 32
-    learning_rate: float = 3e-4
-    dual_learning_rate: float = 0.01
-    """Adam learning rate of ``log alpha`` and ``log lambda`` (about this much change per step)."""
-    max_grad_norm: float = 0.5
-    gamma: float = 0.99
-    lam: float = 0.95
-    trust_region: str = "gate"
-    """``gate`` (TruDi), ``penalty`` or ``none``."""
-    kl_bound: float = 0.1
-    """``epsilon``, the bound on the trajectory KL per state."""
-    kl_samples: int = 1
-    """``K``, old-policy chains per state for the KL estimate."""
-    kl_mode: str = "full"
-    """``full`` closed-form Gaussian KL or ``mean`` (mean term only)."""
-    kl_direction: str = "forward"
-    """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
-    kl_chains: str = "rollout"
-    """Old-policy chains of the forward KL: ``mini_batch`` (K fresh per mini-batch), ``update`` (K per state, once per
-    update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
-    sarsa_bootstrap: bool = True
-    """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
-    gate_aware_backward: bool = False
-    """Build the forward KL's graph only at the states the gated loss penalises (same gradient; eager mode only)."""
-    mixed_precision: str = "none"
-    """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
-    torch_compile: bool = False
-    """``torch.compile`` the rollout chain and the actor step's chain and KL (compiled in the first iteration)."""
-    cuda_graphs: bool = False
-    """With ``torch_compile``: capture those functions as CUDA graphs (``mode="reduce-overhead"``)."""
-    init_entropy_coef: float = 0.01
-    learn_entropy_coef: bool = True
-    entropy_target_mult: float = 4.0
-    """``c_H``: the target entropy is ``H_ref - c_H * action_dim`` (nats per action dimension below the reference)."""
-    entropy_target_reference: str = "initial"
-    """``initial`` (``H_ref``: the initial policy's entropy estimate) or ``zero`` (``H_ref = 0``, SPEC)."""
-    init_kl_multiplier: float = 0.01
-    learn_kl_multiplier: bool = True
-    aux_loss_coef: float = 1.0
-    reward_normalization: bool = True
-    """Divide rewards by the running RMS of the discounted return: every critic and dual quantity is unit-free."""
-    auto_support_margin: float = 2.0
-    clipped_target_warning: float = 0.05
-    grad_reduce_bucket_mb: float = 25.0
+TruDiActorCfg = _options_configclass(
+    "TruDiActorCfg",
+    ActorOptions,
+    "``trudi.rsl_rl:DiffusionActor``. It subclasses the MLP model config because Isaac Lab's config migration reads"
+    " ``distribution_cfg`` and ``stochastic`` on every actor config; ``distribution_cfg`` must stay ``None`` (the"
+    " denoising chain is the action distribution).",
+    base=RslRlMLPModelCfg,
+    class_name=("str", "trudi.rsl_rl:DiffusionActor"),
+    distribution_cfg=("None", None),
+)
+TruDiCriticCfg = _options_configclass(
+    "TruDiCriticCfg",
+    CriticOptions,
+    "``trudi.rsl_rl:QCritic``, the distributional (HL-Gauss) Q critic with its self-predictive head."
+    " ``distribution_cfg`` (must stay ``None``) and ``stochastic`` (removed again before the critic is built) are"
+    " there because Isaac Lab's config migration reads them on every model config.",
+    class_name=("str", "trudi.rsl_rl:QCritic"),
+    distribution_cfg=("None", None),
+    stochastic=("bool", False),
+)
+TruDiAlgorithmCfg = _options_configclass(
+    "TruDiAlgorithmCfg",
+    AlgorithmOptions,
+    "``trudi.rsl_rl:TruDi``: critic step, gated trust-region actor step, dual steps.",
+    class_name=("str", "trudi.rsl_rl:TruDi"),
+)
 
 
 @configclass

@@ -2,142 +2,49 @@
 
 mjlab's ``train`` turns the agent config into a dict with ``dataclasses.asdict`` and hands it to an RSL-RL runner,
 which resolves ``class_name`` strings such as ``"trudi.rsl_rl:TruDi"``. TruDi rejects keys its constructors do not
-take, so these dataclasses hold exactly the constructor keywords (defaults equal to the constructors', which
-``tests/mjlab/test_mjlab.py`` checks) and nothing of mjlab's MLP model config (``cnn_cfg``, ``rnn_*``, ...).
+take, so these dataclasses hold exactly the constructor keywords, generated from the options declared in
+:mod:`trudi.options` (``tests/mjlab/test_mjlab.py`` checks them against the constructors), and nothing of mjlab's
+MLP model config (``cnn_cfg``, ``rnn_*``, ...).
 Every field is reachable from mjlab's command line, e.g. ``--agent.algorithm.kl-bound 0.2``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from mjlab.rl import RslRlBaseRunnerCfg, RslRlOnPolicyRunnerCfg
 
-
-@dataclass
-class TruDiActorCfg:
-    """``trudi.rsl_rl:DiffusionActor``: the diffusion policy (see docs/algorithm.md, ``actor.*``)."""
-
-    class_name: str = "trudi.rsl_rl:DiffusionActor"
-    """Model class resolved by RSL-RL."""
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
-    """Hidden widths of the control network."""
-    activation: str = "gelu"
-    """Activation of the control network; only ``"gelu"``."""
-    obs_normalization: bool = True
-    """Normalise observations with running statistics."""
-    num_denoising_steps: int = 8
-    """``N``, the number of denoising steps."""
-    init_std: float = 2.5
-    """``sigma_0``, the standard deviation of the Gaussian prior."""
-    schedule: str = "cosine"
-    """Step-size schedule: ``cosine``, ``linear`` or ``constant``."""
-    learn_friction: bool = True
-    """Train the per-dimension friction."""
-    init_friction: float = 1.0
-    """Initial friction."""
-    learn_dt: bool = False
-    """Train the step size(s)."""
-    per_step_dt: bool = False
-    """One step size per denoising step instead of a scalar times the schedule (trained only with ``learn_dt``)."""
-    ode_control_scale: float = 1.0
-    """``c``, the control scale of the deterministic (ODE) sampler used by play and export."""
-    action_scale: float = 1.0
-    """Environment action = ``action_scale * tanh(x_N)``, before mjlab's per-joint action scale."""
-    time_frequencies: int = 32
-    """Fourier frequencies of the denoising-step embedding."""
-    time_embedding_dim: int = 16
-    """Width of the denoising-step embedding."""
+from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, option_fields
 
 
-@dataclass
-class TruDiCriticCfg:
-    """``trudi.rsl_rl:QCritic``: the distributional Q critic (see docs/algorithm.md, ``critic.*``)."""
+def _options_dataclass(name: str, options: type[Options], class_name: str, doc: str) -> type:
+    """A dataclass with ``class_name``, then one field per option of ``options`` at its default.
 
-    class_name: str = "trudi.rsl_rl:QCritic"
-    """Model class resolved by RSL-RL."""
-    hidden_dim: int = 512
-    """Width of the encoder, head and predictor."""
-    num_layers: int = 2
-    """Encoder blocks (Linear + RMSNorm + SiLU)."""
-    num_bins: int = 151
-    """Atoms of the value distribution."""
-    value_min: float | str = -10.0
-    """Lower end of the value support in the rewards' normalised unit, or ``"auto"`` (set from the warm-up rollout's
-    soft rewards)."""
-    value_max: float | str = 10.0
-    """Upper end of the value support, or ``"auto"``."""
-    hl_gauss_sigma: float = 0.75
-    """Width of the HL-Gauss target, in bin widths."""
-    obs_normalization: bool = True
-    """Normalise observations with running statistics."""
+    The options and their meanings are declared once, in :mod:`trudi.options`; the class docstring lists them.
+    """
+    specs, lines = [("class_name", "str", field(default=class_name))], []
+    for field_name, annotation, default, meaning in option_fields(options):
+        specs.append((field_name, annotation, field(default=default)))
+        lines.append(f"- ``{field_name}`` ({default!r}): {meaning}")
+    doc += f"\n\nOptions (declared in :class:`{options.__module__}.{options.__name__}`):\n\n" + "\n".join(lines)
+    return make_dataclass(name, specs, namespace={"__doc__": doc, "__module__": __name__})
 
 
-@dataclass
-class TruDiAlgorithmCfg:
-    """``trudi.rsl_rl:TruDi``: critic step, trust-region actor step, dual steps (docs/algorithm.md, ``algorithm.*``)."""
-
-    class_name: str = "trudi.rsl_rl:TruDi"
-    """Algorithm class resolved by RSL-RL."""
-    num_learning_epochs: int = 2
-    """Passes over each rollout."""
-    num_mini_batches: int = 32
-    """Mini-batches per epoch (at most ``num_envs * num_steps_per_env``)."""
-    learning_rate: float = 3e-4
-    """Adam learning rate of the actor and the critic (constant)."""
-    dual_learning_rate: float = 0.01
-    """Adam learning rate of ``log alpha`` and ``log lambda`` (about this much change per step)."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip, applied separately to the actor and the critic step."""
-    gamma: float = 0.99
-    """Discount factor."""
-    lam: float = 0.95
-    """Lambda of the lambda-returns."""
-    trust_region: str = "gate"
-    """``gate`` (TruDi), ``penalty`` or ``none``."""
-    kl_bound: float = 0.1
-    """``epsilon``, the per-state bound on the trajectory KL."""
-    kl_samples: int = 1
-    """``K``, old-policy chains per state for the KL estimate."""
-    kl_mode: str = "full"
-    """``full`` (closed-form Gaussian KL per step) or ``mean`` (mean term only)."""
-    kl_direction: str = "forward"
-    """``forward`` KL(old || new) on K old-policy chains, or ``reverse`` KL(new || old) on the loss's own chain."""
-    kl_chains: str = "rollout"
-    """Old-policy chains of the forward KL: ``mini_batch`` (K fresh per mini-batch), ``update`` (K per state, once per
-    update) or ``rollout`` (the rollout's own chain; needs ``kl_samples = 1``)."""
-    sarsa_bootstrap: bool = True
-    """The chain sampled at the next state for the bootstrap is also the next action (one chain per env step)."""
-    gate_aware_backward: bool = False
-    """Build the forward KL's graph only at the states the gated loss penalises (same gradient; eager mode only)."""
-    mixed_precision: str = "none"
-    """``none`` (float32) or ``bf16``: the network passes under bfloat16 autocast; the chain math stays float32."""
-    torch_compile: bool = False
-    """``torch.compile`` the rollout chain and the actor step's chain and KL (compiled in the first iteration)."""
-    cuda_graphs: bool = False
-    """With ``torch_compile``: capture those functions as CUDA graphs (``mode="reduce-overhead"``)."""
-    init_entropy_coef: float = 0.01
-    """Initial entropy temperature ``alpha``."""
-    learn_entropy_coef: bool = True
-    """Adapt ``alpha`` towards the entropy target."""
-    entropy_target_mult: float = 4.0
-    """``c_H``: the target entropy is ``H_ref - c_H * action_dim`` (nats per action dimension below the reference)."""
-    entropy_target_reference: str = "initial"
-    """``initial`` (``H_ref``: the initial policy's entropy estimate) or ``zero`` (``H_ref = 0``, SPEC)."""
-    init_kl_multiplier: float = 0.01
-    """Initial KL multiplier ``lambda``."""
-    learn_kl_multiplier: bool = True
-    """Adapt ``lambda`` by dual ascent."""
-    aux_loss_coef: float = 1.0
-    """Weight of the critic's self-predictive loss."""
-    reward_normalization: bool = True
-    """Divide rewards by the running RMS of the discounted return: every critic and dual quantity is unit-free."""
-    auto_support_margin: float = 2.0
-    """Widening factor (>= 1) of an ``"auto"`` critic support."""
-    clipped_target_warning: float = 0.05
-    """Warn once when more than this fraction of return targets falls outside the support."""
-    grad_reduce_bucket_mb: float = 25.0
-    """Bucket size of the multi-GPU gradient all-reduce."""
+TruDiActorCfg = _options_dataclass(
+    "TruDiActorCfg",
+    ActorOptions,
+    "trudi.rsl_rl:DiffusionActor",
+    "``trudi.rsl_rl:DiffusionActor``: the diffusion policy.",
+)
+TruDiCriticCfg = _options_dataclass(
+    "TruDiCriticCfg", CriticOptions, "trudi.rsl_rl:QCritic", "``trudi.rsl_rl:QCritic``: the distributional Q critic."
+)
+TruDiAlgorithmCfg = _options_dataclass(
+    "TruDiAlgorithmCfg",
+    AlgorithmOptions,
+    "trudi.rsl_rl:TruDi",
+    "``trudi.rsl_rl:TruDi``: critic step, gated trust-region actor step, dual steps.",
+)
 
 
 @dataclass
