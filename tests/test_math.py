@@ -1,4 +1,4 @@
-"""The math of SPEC sections 1-3 checked against independent estimates or hand computations."""
+"""The math of docs/algorithm.md §1.1-1.4 checked against independent estimates or hand computations."""
 
 import copy
 

@@ -61,7 +61,7 @@ class _PolicySample:
 
 
 class TruDi:
-    """Trust-region diffusion policy optimisation (SPEC sections 2-4).
+    """Trust-region diffusion policy optimisation (docs/algorithm.md §1).
 
     Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
     the bootstrap value) -> lambda-returns on Q -> ``num_learning_epochs x num_mini_batches`` of {critic step; actor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -39,26 +41,29 @@ class ObservationInput(nn.Module):
         return self.normalizer(self.concat(obs))
 
     def update(self, obs: TensorDict) -> None:
-        """Merge a batch into the running statistics (no-op in eval mode or without normalisation).
+        """Merge a batch into the running statistics with RSL-RL's ``EmpiricalNormalization.update``.
 
-        Under ``torch.distributed`` the batch is the union of every rank's batch: the moments are all-reduced before
-        the merge, so every rank holds the statistics one process would compute from the concatenated data and the
-        normalised inputs, hence the policy, stay identical across ranks. (rsl-rl >= 5.5's ``EmpiricalNormalization``
-        does this itself, 5.4.2's does not; merging here gives the same result with both.)
+        It is a no-op in eval mode or without normalisation. Under ``torch.distributed`` the statistics must be those
+        of the union of every rank's batch, so that the normalised inputs, hence the policy, stay identical across
+        ranks: rsl-rl >= 5.5's ``update`` all-reduces the moments itself; 5.4.2's merges only what it is given, so
+        there it is given the ranks' batches gathered (equal batch sizes, as torchrun runs have).
         """
-        normalizer = self.normalizer
-        if not self.normalize or not normalizer.training:
+        if not self.normalize:
             return
-        count, mean, var = global_moments(self.concat(obs))
-        total = int(normalizer.count) + count
-        weight = count / total
-        mean, var = mean.to(normalizer._mean.dtype), var.to(normalizer._var.dtype)
-        delta = mean - normalizer._mean
-        # Pooled moments of the old samples and the batch (Chan et al.), with the batch's share ``weight``.
-        normalizer._var.add_(weight * (var - normalizer._var) + weight * (1.0 - weight) * delta.square())
-        normalizer._mean.add_(weight * delta)
-        normalizer._std.copy_(normalizer._var.sqrt())
-        normalizer.count.fill_(total)
+        x = self.concat(obs)
+        if _distributed() and not NORMALIZER_REDUCES_OVER_RANKS:
+            gathered = x.new_empty((dist.get_world_size() * x.shape[0], *x.shape[1:]))
+            dist.all_gather_into_tensor(gathered, x.contiguous())
+            x = gathered
+        self.normalizer.update(x)
+
+
+NORMALIZER_REDUCES_OVER_RANKS = tuple(int(p) for p in version("rsl-rl-lib").split(".")[:2]) >= (5, 5)
+"""Whether the installed ``EmpiricalNormalization.update`` all-reduces its moments over the ranks (rsl-rl >= 5.5)."""
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def global_moments(x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -69,7 +74,7 @@ def global_moments(x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     result only by float64 rounding.
     """
     x = x.double()
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    distributed = _distributed()
     sums = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)])
     if distributed:
         dist.all_reduce(sums)

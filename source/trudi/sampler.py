@@ -164,7 +164,6 @@ class DiffusionProcess(nn.Module):
         per_step_dt: bool = False,
     ) -> None:
         super().__init__()
-        self.action_dim = action_dim
         self.num_steps = num_denoising_steps
         self.init_std = init_std
         sched = step_schedule(schedule, num_denoising_steps)

@@ -143,7 +143,7 @@ def trajectory_kl(
     num_samples: int = 4,
     kl_mode: str = "full",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward trajectory KL on ``num_samples`` fresh old-policy chains per state (SPEC section 2).
+    """The forward trajectory KL on ``num_samples`` fresh old-policy chains per state (docs/algorithm.md §1.2).
 
     See :func:`forward_trajectory_kl` for the estimator and the returned values.
     """

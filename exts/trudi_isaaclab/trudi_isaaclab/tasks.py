@@ -8,5 +8,4 @@ import isaaclab_tasks  # noqa: F401  (registers the core tasks)
 
 from trudi_isaaclab.registration import register_trudi_agents
 
-TASKS_WITH_TRUDI = register_trudi_agents()
-"""Task ids that have ``rsl_rl_trudi_cfg_entry_point``."""
+register_trudi_agents()

@@ -95,5 +95,4 @@ def register_trudi_tasks() -> list[str]:
     return registered
 
 
-TRUDI_TASKS: list[str] = register_trudi_tasks()
-"""Ids of the registered TruDi tasks."""
+register_trudi_tasks()

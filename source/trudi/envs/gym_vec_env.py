@@ -128,11 +128,6 @@ class GymVecEnv(VecEnv):
         """The environment itself (there is no wrapper stack on top of it)."""
         return self
 
-    @property
-    def vector_env(self) -> Any:
-        """The underlying :class:`gymnasium.vector.SyncVectorEnv`."""
-        return self._env
-
     def get_observations(self) -> TensorDict:
         """Return the current observations.
 
