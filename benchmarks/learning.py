@@ -29,6 +29,7 @@ interrupt the training episodes in flight; the embedded tasks evaluate on a sepa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -61,7 +62,15 @@ def run_name(task: str, label: str, seed: int) -> str:
 # one run (child process)
 
 
-def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str, overrides: list[str]):
+def _embedded_setup(
+    stack: contextlib.ExitStack,
+    task: str,
+    algo: str,
+    seed: int,
+    num_envs: int | None,
+    device: str,
+    overrides: list[str],
+):
     from trudi.tasks import get_task, train_cfg
     from trudi.workflow import merge_agent_cfg, seed_everything
 
@@ -72,32 +81,28 @@ def _embedded_setup(task: str, algo: str, seed: int, num_envs: int | None, devic
     num_envs = num_envs or embedded.num_envs
     train_env = embedded.make_env(num_envs, seed, device)
     eval_env = embedded.make_env(num_envs, seed + 10_000, device)
-    return cfg, train_env, eval_env, None
+    stack.callback(train_env.close)
+    stack.callback(eval_env.close)
+    return cfg, train_env, eval_env
 
 
-def _isaaclab_setup(task: str, algo: str, seed: int, num_envs: int | None, device: str, overrides: list[str]):
-    import gymnasium as gym
-    from isaaclab.app import launch_simulation
-    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+def _isaaclab_setup(
+    stack: contextlib.ExitStack,
+    task: str,
+    algo: str,
+    seed: int,
+    num_envs: int | None,
+    device: str,
+    overrides: list[str],
+):
+    from trudi_isaaclab.workflow import isaaclab_env
 
-    from trudi_isaaclab.workflow import resolve_agent_cfg
-
-    env_cfg, agent_cfg = resolve_agent_cfg(task, algo, [*overrides, f"agent.device={device}", f"agent.seed={seed}"])
-    env_cfg.sim.device = device
-    env_cfg.seed = seed
-    if num_envs is not None:
-        env_cfg.scene.num_envs = num_envs
-    simulation = launch_simulation(env_cfg, {"device": device, "visualizer": "none"})
-    simulation.__enter__()
-    env = RslRlVecEnvWrapper(gym.make(task, cfg=env_cfg), clip_actions=agent_cfg.clip_actions)
-    return agent_cfg.to_dict(), env, env, simulation
+    env, agent_cfg = stack.enter_context(isaaclab_env(task, algo, overrides, device, num_envs, seed))
+    return agent_cfg.to_dict(), env, env
 
 
 def train_one(args: argparse.Namespace) -> None:
     """Train one (task, algo, seed) up to ``--env-steps``, resuming from ``run_dir`` when it holds a checkpoint."""
-    from trudi.rsl_rl import OnPolicyRunner
-    from trudi.workflow import evaluate
-
     task, algo, seed = args.task, args.algos[0], args.seed
     overrides = [token for token in args.overrides if not token.startswith("eval_sampler=")]
     stochastic_eval = "eval_sampler=sde" in args.overrides
@@ -117,8 +122,18 @@ def train_one(args: argparse.Namespace) -> None:
             f"[learning] {run_dir} has a curve up to {reached} env steps but no model.pt to resume from; move the"
             " folder away to retrain it from scratch, or pass an --env-steps it has already reached."
         )
-    setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
-    cfg, train_env, eval_env, simulation = setup(task, algo, seed, args.num_envs, args.device, overrides)
+    with contextlib.ExitStack() as stack:
+        setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
+        cfg, train_env, eval_env = setup(stack, task, algo, seed, args.num_envs, args.device, overrides)
+        _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, eval_env)
+
+
+def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, eval_env) -> None:
+    """The training loop of :func:`train_one`, with its evaluations and checkpoints."""
+    from trudi.rsl_rl import OnPolicyRunner
+    from trudi.workflow import evaluate
+
+    curve_path, model_path = os.path.join(run_dir, "curve.json"), os.path.join(run_dir, "model.pt")
     runner = OnPolicyRunner(train_env, cfg, log_dir=None, device=args.device)
     steps_per_iteration = train_env.num_envs * cfg["num_steps_per_env"]
     iterations_per_eval = max(1, round(args.eval_every / steps_per_iteration))
@@ -163,9 +178,6 @@ def train_one(args: argparse.Namespace) -> None:
         print(f"[learning] {task} {label} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
         runner.save(model_path)  # atomic (trudi's runner): a cut-off run resumes from here
         atomic_write_text(curve_path, json.dumps(curve, indent=1))
-    if simulation is not None:
-        train_env.close()
-        simulation.__exit__(None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ arguments) and then this one, and records both rows with the ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -80,8 +81,8 @@ def _timed(obj: object, name: str, totals: dict[str, float], key: str, sync) -> 
     setattr(obj, name, wrapper)
 
 
-def make_env(args: argparse.Namespace):
-    """The environment and the TruDi/PPO configs for ``args.task``."""
+def make_env(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """The environment and the TruDi/PPO configs for ``args.task``; ``stack`` closes the environment."""
     if args.task == "synthetic":
         from trudi.tasks import ppo_train_cfg, trudi_train_cfg
 
@@ -89,24 +90,16 @@ def make_env(args: argparse.Namespace):
         critic = {"value_min": -10.0, "value_max": 10.0}
         return env, trudi_train_cfg("synthetic", num_steps_per_env=24, critic=critic), ppo_train_cfg("synthetic", 24)
     if args.task.startswith("Isaac"):
-        import gymnasium as gym
-        from isaaclab.app import launch_simulation
-        from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+        from trudi_isaaclab.workflow import isaaclab_env, resolve_agent_cfg
 
-        from trudi_isaaclab.workflow import resolve_agent_cfg
-
-        device = [f"agent.device={args.device}"]
-        env_cfg, trudi_cfg = resolve_agent_cfg(args.task, "trudi", device)
-        _, ppo_cfg = resolve_agent_cfg(args.task, "ppo", device)
-        env_cfg.sim.device = args.device
-        env_cfg.scene.num_envs = args.num_envs
-        launch_simulation(env_cfg, {"device": args.device, "visualizer": "none"}).__enter__()
-        env = RslRlVecEnvWrapper(gym.make(args.task, cfg=env_cfg), clip_actions=trudi_cfg.clip_actions)
+        _, ppo_cfg = resolve_agent_cfg(args.task, "ppo", [f"agent.device={args.device}"])
+        env, trudi_cfg = stack.enter_context(isaaclab_env(args.task, "trudi", [], args.device, args.num_envs))
         return env, trudi_cfg.to_dict(), ppo_cfg.to_dict()
     from trudi.tasks import get_task, train_cfg
 
     task = get_task(args.task)
     env = task.make_env(args.num_envs or task.num_envs, 0, args.device)
+    stack.callback(env.close)
     return env, train_cfg(args.task, "trudi"), train_cfg(args.task, "ppo")
 
 
@@ -186,7 +179,13 @@ def main() -> None:
     if args.task == "synthetic" and args.num_envs is None:
         args.num_envs = 256
 
-    env, trudi_cfg, ppo_cfg = make_env(args)
+    with contextlib.ExitStack() as stack:
+        env, trudi_cfg, ppo_cfg = make_env(args, stack)
+        measure_and_record(args, env, trudi_cfg, ppo_cfg, other)
+
+
+def measure_and_record(args: argparse.Namespace, env: VecEnv, trudi_cfg: dict, ppo_cfg: dict, other: dict | None):
+    """Measure (memory, or TruDi then PPO) on ``env`` and append the entry to the committed tables."""
     trudi_cfg = merge_agent_cfg(trudi_cfg, None, args.trudi)
     ppo_cfg["num_steps_per_env"] = trudi_cfg["num_steps_per_env"]  # same batch for both
     if args.memory:

@@ -10,7 +10,9 @@ episodes, reports the mean return and exports ``exported/policy.pt`` and ``expor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from importlib.metadata import version
 
 from omegaconf import DictConfig, ListConfig
@@ -59,15 +61,17 @@ def _hydra_value(value: object) -> str:
 
 
 def agent_overrides(args: argparse.Namespace, overrides: list[str], device: str | None) -> list[str]:
-    """The ``--agent_cfg`` YAML's overrides, then the command line's, then ``agent.device``; the last of a key wins.
-
-    Kept in first-seen order, one per key, because Hydra refuses a key given twice.
-    """
+    """The ``--agent_cfg`` YAML's overrides, then the command line's, then ``agent.device``; the last of a key wins."""
     merged = (yaml_overrides(args.agent_cfg) if args.agent_cfg is not None else []) + overrides
     if device is not None:
         merged.append(f"agent.device={device}")
+    return last_per_key(merged)
+
+
+def last_per_key(overrides: list[str]) -> list[str]:
+    """Hydra overrides with only the last one of each key, in first-seen order (Hydra refuses a key given twice)."""
     latest: dict[str, str] = {}
-    for item in merged:
+    for item in overrides:
         latest[item.split("=", 1)[0]] = item
     return list(latest.values())
 
@@ -119,24 +123,54 @@ def train(args: argparse.Namespace, passthrough: list[str], overrides: list[str]
         raise SystemExit(exit_code)
 
 
-def play(args: argparse.Namespace, overrides: list[str]) -> dict:
-    """Load a checkpoint, evaluate the deterministic policy and export it; returns returns, paths and parity."""
+@contextlib.contextmanager
+def isaaclab_env(
+    task: str,
+    algo: str,
+    overrides: list[str],
+    device: str,
+    num_envs: int | None = None,
+    seed: int | None = None,
+    play_mode: bool = False,
+) -> Iterator[tuple[object, object]]:
+    """Isaac Lab's ``task`` wrapped for RSL-RL, with the resolved agent config, inside the simulation context.
+
+    The one place the extension, ``scripts/play.py`` and the benchmarks build an Isaac Lab environment: the configs
+    are resolved by :func:`resolve_agent_cfg` (a bad agent value fails in one line, TruDi gets ``compute_final_obs``
+    as in the train flow) before the simulation starts, and leaving the ``with`` block closes the environment and
+    the simulation. Yields ``(env, agent_cfg)``.
+    """
     import gymnasium as gym
     from isaaclab.app import launch_simulation
-    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper, create_rsl_rl_runner
+    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+
+    overrides = [*overrides, f"agent.device={device}"] + ([f"agent.seed={seed}"] if seed is not None else [])
+    env_cfg, agent_cfg = resolve_agent_cfg(task, algo, last_per_key(overrides), play_mode=play_mode)
+    env_cfg.sim.device = device
+    if seed is not None:
+        env_cfg.seed = seed
+    if num_envs is not None:
+        env_cfg.scene.num_envs = num_envs
+    with launch_simulation(env_cfg, {"device": device, "visualizer": "none"}):
+        env = RslRlVecEnvWrapper(gym.make(task, cfg=env_cfg), clip_actions=agent_cfg.clip_actions)
+        try:
+            yield env, agent_cfg
+        finally:
+            env.close()
+
+
+def play(args: argparse.Namespace, overrides: list[str]) -> dict:
+    """Load a checkpoint, evaluate the deterministic policy and export it; returns returns, paths and parity."""
+    from isaaclab_rl.rsl_rl import create_rsl_rl_runner
 
     device = args.device or "cpu"
     overrides = agent_overrides(args, overrides, device)
-    env_cfg, agent_cfg = resolve_agent_cfg(args.task, args.algo, overrides, play_mode=True)
-    env_cfg.sim.device = device
-    if args.num_envs is not None:
-        env_cfg.scene.num_envs = args.num_envs
+    _, agent_cfg = resolve_agent_cfg(args.task, args.algo, overrides, play_mode=True)
     checkpoint = resolve_checkpoint(
         os.path.join(os.path.abspath(LOG_ROOT), agent_cfg.experiment_name), args.load_run, args.checkpoint
     )
     print(f"[trudi] loading {checkpoint}")
-    with launch_simulation(env_cfg, {"device": device, "visualizer": "none"}):
-        env = RslRlVecEnvWrapper(gym.make(args.task, cfg=env_cfg), clip_actions=agent_cfg.clip_actions)
+    with isaaclab_env(args.task, args.algo, overrides, device, args.num_envs, play_mode=True) as (env, agent_cfg):
         runner = create_rsl_rl_runner(env, agent_cfg)
         runner.load(checkpoint, load_cfg={"actor": True}, map_location=device)
         policy = runner.get_inference_policy(device=device)
@@ -146,5 +180,4 @@ def play(args: argparse.Namespace, overrides: list[str]) -> dict:
         actor_groups = runner.cfg["obs_groups"]["actor"]
         parity = export_policy(runner, policy, env.get_observations(), actor_groups, export_dir)
         print(f"[trudi] exported {export_dir}/policy.pt and policy.onnx; max abs diff vs torch: {parity}")
-        env.close()
     return {"mean_return": mean_return, "std_return": std_return, "export_dir": export_dir, "parity": parity}
