@@ -14,11 +14,11 @@ import argparse
 import os
 import sys
 
+from trudi import cli
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS, get_task, is_embedded, require_isaaclab, train_cfg
+from trudi.tasks import get_task, is_embedded, require_isaaclab, train_cfg
 from trudi.workflow import (
-    LOG_ROOT,
     evaluate,
     export_policy,
     load_checkpoint,
@@ -31,25 +31,13 @@ from trudi.workflow import (
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--task",
-        default=DEFAULT_TASK,
-        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id, or an Isaac Lab task",
-    )
-    parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
-    parser.add_argument("--checkpoint", default="latest", help="'latest', a checkpoint file, or a file-name regex")
-    parser.add_argument("--load_run", default=".*", help="run directory (regex); the latest by default")
-    parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")
+    cli.add_task_args(parser)
+    cli.add_checkpoint_args(parser)
     parser.add_argument("--episodes", type=int, default=20, help="episodes to average the return over")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="torch device of the agent and, on Isaac Lab, the simulation")
-    parser.add_argument("--agent_cfg", default=None, help="YAML merged over the registered agent config")
-    parser.add_argument("--log_root", default=LOG_ROOT)
-    args, rest = parser.parse_known_args(argv)
-    unknown = [token for token in rest if not token.startswith("agent.")]
-    if unknown:
-        parser.error(f"unrecognised arguments: {' '.join(unknown)} (overrides look like agent.<key>=<value>)")
-    return args, rest
+    args, overrides = cli.parse_with_overrides(parser, argv)
+    args.device = args.device or cli.DEFAULT_DEVICE
+    return args, overrides
 
 
 def main(argv: list[str] | None = None) -> dict:

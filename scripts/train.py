@@ -20,20 +20,11 @@ import argparse
 import os
 import sys
 
+from trudi import cli
 from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import (
-    ALGORITHMS,
-    DEFAULT_TASK,
-    TASKS,
-    get_task,
-    is_embedded,
-    isaaclab_installed,
-    require_isaaclab,
-    train_cfg,
-)
+from trudi.tasks import get_task, is_embedded, isaaclab_installed, require_isaaclab, train_cfg
 from trudi.workflow import (
-    LOG_ROOT,
     dump_params,
     load_checkpoint,
     merge_agent_cfg,
@@ -46,43 +37,25 @@ from trudi.workflow import (
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--task",
-        default=DEFAULT_TASK,
-        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id, or an Isaac Lab task",
-    )
-    parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
-    parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")
+    cli.add_task_args(parser)
+    cli.add_checkpoint_args(parser)
     parser.add_argument("--seed", type=int, default=None, help="overrides agent.seed")
     parser.add_argument("--max_iterations", type=int, default=None, help="overrides agent.max_iterations")
-    parser.add_argument("--device", default="cpu", help="torch device of the agent (and env where it applies)")
-    parser.add_argument("--agent_cfg", default=None, help="YAML merged over the registered agent config")
     parser.add_argument("--run_name", default=None, help="suffix of the run directory")
     parser.add_argument("--resume", action="store_true", help="load a checkpoint and continue its iteration count")
-    parser.add_argument("--load_run", default=".*", help="run directory (regex) to resume; the latest by default")
-    parser.add_argument("--checkpoint", default="latest", help="checkpoint file or regex to resume from")
-    parser.add_argument("--log_root", default=LOG_ROOT, help="root of the log tree")
-    args, rest = parser.parse_known_args(argv)
-    unknown = [token for token in rest if not token.startswith("agent.")]
-    if unknown:
-        parser.error(f"unrecognised arguments: {' '.join(unknown)} (overrides look like agent.<key>=<value>)")
-    return args, rest
+    return cli.parse_with_overrides(parser, argv)
 
 
 def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]] | None:
     """The parsed selection, pass-through flags and overrides when ``--task`` is not embedded; else ``None``."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--task", default=DEFAULT_TASK)
-    parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
-    parser.add_argument("--num_envs", type=int, default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--agent_cfg", default=None)
+    cli.add_task_args(parser)
     args, rest = parser.parse_known_args(argv)
     if is_embedded(args.task):
         return None
     require_isaaclab(args.task)
-    overrides = [token for token in rest if token.startswith("agent.")]
-    return args, [token for token in rest if not token.startswith("agent.")], overrides
+    overrides = cli.agent_overrides(rest)
+    return args, [token for token in rest if token not in overrides], overrides
 
 
 def main(argv: list[str] | None = None) -> str | None:
@@ -102,6 +75,7 @@ def main(argv: list[str] | None = None) -> str | None:
         agent_cfg["max_iterations"] = args.max_iterations
     if args.run_name is not None:
         agent_cfg["run_name"] = args.run_name
+    args.device = args.device or cli.DEFAULT_DEVICE
     agent_cfg["device"] = args.device
     num_envs = args.num_envs or task.num_envs
     isaaclab = "" if isaaclab_installed() else " (Isaac Lab is not installed: embedded tasks only)"
