@@ -62,42 +62,30 @@ def run_name(task: str, label: str, seed: int) -> str:
 # one run (child process)
 
 
-def _embedded_setup(
-    stack: contextlib.ExitStack,
-    task: str,
-    algo: str,
-    seed: int,
-    num_envs: int | None,
-    device: str,
-    overrides: list[str],
-):
+def _embedded_setup(stack: contextlib.ExitStack, args: argparse.Namespace, overrides: list[str]):
+    """The train config, a training env and an evaluation env of an embedded task; ``stack`` closes the envs."""
     from trudi.tasks import get_task, train_cfg
     from trudi.workflow import merge_agent_cfg, seed_everything
 
+    task, algo, seed = args.task, args.algos[0], args.seed
     embedded = get_task(task)
     cfg = merge_agent_cfg(train_cfg(task, algo), None, overrides)
     cfg["seed"] = seed
     seed_everything(seed)
-    num_envs = num_envs or embedded.num_envs
-    train_env = embedded.make_env(num_envs, seed, device)
-    eval_env = embedded.make_env(num_envs, seed + 10_000, device)
+    num_envs = args.num_envs or embedded.num_envs
+    train_env = embedded.make_env(num_envs, seed, args.device)
+    eval_env = embedded.make_env(num_envs, seed + 10_000, args.device)
     stack.callback(train_env.close)
     stack.callback(eval_env.close)
     return cfg, train_env, eval_env
 
 
-def _isaaclab_setup(
-    stack: contextlib.ExitStack,
-    task: str,
-    algo: str,
-    seed: int,
-    num_envs: int | None,
-    device: str,
-    overrides: list[str],
-):
+def _isaaclab_setup(stack: contextlib.ExitStack, args: argparse.Namespace, overrides: list[str]):
+    """The train config and the env (trained and evaluated on) of an Isaac Lab task, inside ``stack``."""
     from trudi_isaaclab.workflow import isaaclab_env
 
-    env, agent_cfg = stack.enter_context(isaaclab_env(task, algo, overrides, device, num_envs, seed))
+    env_context = isaaclab_env(args.task, args.algos[0], overrides, args.device, args.num_envs, args.seed)
+    env, agent_cfg = stack.enter_context(env_context)
     return agent_cfg.to_dict(), env, env
 
 
@@ -124,7 +112,7 @@ def train_one(args: argparse.Namespace) -> None:
         )
     with contextlib.ExitStack() as stack:
         setup = _embedded_setup if not task.startswith("Isaac") else _isaaclab_setup
-        cfg, train_env, eval_env = setup(stack, task, algo, seed, args.num_envs, args.device, overrides)
+        cfg, train_env, eval_env = setup(stack, args, overrides)
         _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, eval_env)
 
 

@@ -21,11 +21,11 @@ import glob
 import math
 import os
 import statistics
-import sys
 from dataclasses import dataclass
 
 import yaml
 
+from trudi import cli
 from trudi.checkpoint import atomic_write_text
 from trudi.config import ConfigError
 
@@ -252,7 +252,4 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"[trudi] {error}")
+    cli.run(main)

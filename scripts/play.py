@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from trudi import cli
-from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, is_embedded, require_isaaclab, train_cfg
 from trudi.workflow import (
@@ -30,9 +28,7 @@ from trudi.workflow import (
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_task_args(parser)
-    cli.add_checkpoint_args(parser)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--episodes", type=int, default=20, help="episodes to average the return over")
     parser.add_argument("--seed", type=int, default=0)
     args, overrides = cli.parse_with_overrides(parser, argv)
@@ -73,7 +69,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"[trudi] {error}")
+    cli.run(main)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from trudi import cli
-from trudi.config import ConfigError
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, is_embedded, isaaclab_installed, require_isaaclab, train_cfg
 from trudi.workflow import (
@@ -36,9 +34,7 @@ from trudi.workflow import (
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse flags; remaining ``agent.x=y`` tokens are returned as overrides."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_task_args(parser)
-    cli.add_checkpoint_args(parser)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--seed", type=int, default=None, help="overrides agent.seed")
     parser.add_argument("--max_iterations", type=int, default=None, help="overrides agent.max_iterations")
     parser.add_argument("--run_name", default=None, help="suffix of the run directory")
@@ -99,7 +95,4 @@ def main(argv: list[str] | None = None) -> str | None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"[trudi] {error}")
+    cli.run(main)

@@ -103,42 +103,25 @@ class TruDi:
                 :class:`~trudi.options.AlgorithmOptions`.
         """
         o = AlgorithmOptions.validated(options)
-        self.num_learning_epochs = o.num_learning_epochs
-        self.num_mini_batches = o.num_mini_batches
-        self._learning_rate = o.learning_rate
-        self.dual_learning_rate = o.dual_learning_rate
-        self.max_grad_norm = o.max_grad_norm
-        self.gamma = o.gamma
-        self.lam = o.lam
-        self.trust_region = o.trust_region
-        self.kl_bound = o.kl_bound
-        self.kl_samples = o.kl_samples
-        self.kl_mode = o.kl_mode
-        self.kl_direction = o.kl_direction
-        self.kl_chains = o.kl_chains
-        if self.kl_chains == "rollout" and self.kl_samples != 1:
+        # Every option is an attribute of the same name; the learning rate sits behind the property RSL-RL reads.
+        for name, value in vars(o).items():
+            setattr(self, "_learning_rate" if name == "learning_rate" else name, value)
+        # The selected states vary in number, which the compiled graphs' fixed shapes cannot follow.
+        self.gate_aware_backward = o.gate_aware_backward and not o.torch_compile
+        if o.kl_chains == "rollout" and o.kl_samples != 1:
             raise ConfigError(
                 f"algorithm.kl_samples={o.kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout"
                 " keeps one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
             )
-        self.sarsa_bootstrap = o.sarsa_bootstrap
-        # The selected states vary in number, which the compiled graphs' fixed shapes cannot follow.
-        self.gate_aware_backward = o.gate_aware_backward and not o.torch_compile
-        self.mixed_precision = o.mixed_precision
         if o.cuda_graphs and not o.torch_compile:
             raise ConfigError(
                 "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
                 " torch.compile(mode='reduce-overhead'); set torch_compile to True as well."
             )
-        self.entropy_target_mult = o.entropy_target_mult
-        self.entropy_target_reference = o.entropy_target_reference
-        self.aux_loss_coef = o.aux_loss_coef
-        self.auto_support_margin = o.auto_support_margin
-        self.clipped_target_warning = o.clipped_target_warning
         if rnd_cfg is not None:
             raise ConfigError(f"algorithm.rnd_cfg={rnd_cfg!r} is invalid: TruDi does not support RND; use None.")
         batch_size = storage.num_envs * storage.num_steps
-        if self.num_mini_batches > batch_size:
+        if o.num_mini_batches > batch_size:
             raise ConfigError(
                 f"algorithm.num_mini_batches={o.num_mini_batches} is invalid: must be <= num_envs * num_steps_per_env"
                 f" = {batch_size}."

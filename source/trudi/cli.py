@@ -7,7 +7,10 @@ take ``agent.<key>=<value>`` tokens as overrides of the agent config.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
+from trudi.config import ConfigError
 from trudi.tasks import ALGORITHMS, DEFAULT_TASK, TASKS
 from trudi.workflow import LOG_ROOT
 
@@ -54,3 +57,19 @@ def parse_with_overrides(
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)} (overrides look like agent.<key>=<value>)")
     return args, rest
+
+
+def script_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of a script that trains or plays a task: its docstring as help, the task and checkpoint flags."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_task_args(parser)
+    add_checkpoint_args(parser)
+    return parser
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a script's ``main``; a bad value or file ends it with its one-line message and exit status 1."""
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"[trudi] {error}")

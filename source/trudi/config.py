@@ -89,12 +89,17 @@ def check_known_keys(section: str, cfg: dict, target: Callable, skip: Iterable[s
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     allowed = sorted(name for name in params if name not in set(skip) | {"self"})
-    for key in cfg:
+    for key, value in cfg.items():
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            close = close or [name for name in allowed if str(key) in name][:1]
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(
-                f"{section}.{key}={cfg[key]!r} is invalid: not an option of {target.__name__}{hint};"
-                f" allowed: {', '.join(allowed)}."
-            )
+            fail_unknown_key(section, key, value, allowed, target.__name__)
+
+
+def fail_unknown_key(section: str, key: Any, value: Any, allowed: Iterable[str], owner: str) -> None:
+    """Raise the one-line error for a key that is not an option of ``owner``, with the closest allowed key."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    close = close or [name for name in allowed if str(key) in name][:1]
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(
+        f"{section}.{key}={value!r} is invalid: not an option of {owner}{hint}; allowed: {', '.join(allowed)}."
+    )

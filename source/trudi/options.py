@@ -17,7 +17,6 @@ Adding an option is one field here; its constructor then reads it from the valid
 from __future__ import annotations
 
 import ast
-import difflib
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from functools import cache, partial
 from typing import Any, TypeVar
 
-from trudi.config import ConfigError, check_bool, check_choice, check_dims, check_float, check_int
+from trudi.config import check_bool, check_choice, check_dims, check_float, check_int, fail_unknown_key
 from trudi.sampler import SCHEDULES
 
 TRUST_REGION_MODES = ("gate", "penalty", "none")
@@ -53,8 +52,9 @@ AUTO_SUPPORT = "auto"
 def option(default: Any, check: Callable[[str, Any], Any] | None, symbol: str = "—") -> Any:
     """A dataclass field with its default, the check of its values and the symbol docs/algorithm.md gives it.
 
-    ``check(field_name, value)`` returns the value to use or raises a one-line :class:`ConfigError`; ``None`` leaves
-    the value to the constructor, for options whose rule involves another option.
+    ``check(field_name, value)`` returns the value to use or raises a one-line
+    :class:`~trudi.config.ConfigError`; ``None`` leaves the value to the constructor, for options whose rule involves
+    another option.
     """
     return field(default=default, metadata={"check": check, "symbol": symbol})
 
@@ -106,13 +106,7 @@ class Options:
         known = {f.name: f for f in fields(cls)}
         for key, value in values.items():
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-                close = close or [name for name in known if str(key) in name][:1]
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(
-                    f"{section}.{key}={value!r} is invalid: not an option of {section}{hint};"
-                    f" allowed: {', '.join(sorted(known))}."
-                )
+                fail_unknown_key(section, key, value, known, cls.__name__)
         checked = {}
         for name, value in values.items():
             check = known[name].metadata["check"]

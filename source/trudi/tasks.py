@@ -25,6 +25,20 @@ ALGORITHMS = ("trudi", "ppo")
 """Algorithms every embedded task has a config for."""
 
 
+def _runner_cfg(experiment_name: str, num_steps_per_env: int, max_iterations: int) -> dict:
+    """The runner part of a train config, the same for both algorithms: rollout, budget, logging, observations."""
+    return {
+        "seed": 1,
+        "num_steps_per_env": num_steps_per_env,
+        "max_iterations": max_iterations,
+        "save_interval": 50,
+        "experiment_name": experiment_name,
+        "run_name": "",
+        "logger": "tensorboard",
+        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+    }
+
+
 def trudi_train_cfg(
     experiment_name: str,
     num_steps_per_env: int = 32,
@@ -34,15 +48,7 @@ def trudi_train_cfg(
     algorithm: dict | None = None,
 ) -> dict:
     """An RSL-RL train config for TruDi; ``actor``/``critic``/``algorithm`` entries override the defaults."""
-    return {
-        "seed": 1,
-        "num_steps_per_env": num_steps_per_env,
-        "max_iterations": max_iterations,
-        "save_interval": 50,
-        "experiment_name": f"{experiment_name}_trudi",
-        "run_name": "",
-        "logger": "tensorboard",
-        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+    return _runner_cfg(f"{experiment_name}_trudi", num_steps_per_env, max_iterations) | {
         "algorithm": {"class_name": "trudi.rsl_rl:TruDi", **(algorithm or {})},
         "actor": {"class_name": "trudi.rsl_rl:DiffusionActor", **(actor or {})},
         "critic": {"class_name": "trudi.rsl_rl:QCritic", **(critic or {})},
@@ -53,15 +59,7 @@ def ppo_train_cfg(
     experiment_name: str, num_steps_per_env: int = 32, max_iterations: int = 100, algorithm: dict | None = None
 ) -> dict:
     """An RSL-RL train config for RSL-RL's own PPO with a Gaussian MLP policy (Isaac Lab-style defaults)."""
-    return {
-        "seed": 1,
-        "num_steps_per_env": num_steps_per_env,
-        "max_iterations": max_iterations,
-        "save_interval": 50,
-        "experiment_name": f"{experiment_name}_ppo",
-        "run_name": "",
-        "logger": "tensorboard",
-        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
+    return _runner_cfg(f"{experiment_name}_ppo", num_steps_per_env, max_iterations) | {
         "algorithm": {
             "class_name": "PPO",
             "num_learning_epochs": 5,
