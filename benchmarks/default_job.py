@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -19,10 +18,9 @@ import tempfile
 import time
 from datetime import date
 
-from trudi.checkpoint import atomic_write_text
+from report import cpu_name, write_json, write_markdown
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-RESULTS_DIR = os.path.join(ROOT, "docs", "results")
 RETURN_LINE = re.compile(r"mean return ([-0-9.]+)")
 
 
@@ -57,10 +55,10 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {
         "date": str(date.today()),
-        "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})",
+        "device": cpu_name(),
         "rows": rows,
     }
-    atomic_write_text(os.path.join(RESULTS_DIR, "default_job.json"), json.dumps(result, indent=1))
+    write_json("default_job.json", result)
     lines = [
         f"# The README's default job over seeds ({result['date']}, {result['device']})",
         "",
@@ -71,8 +69,7 @@ def main() -> None:
         "|---|---|---|",
         *(f"| {r['seed']} | {r['return']:.1f} | {r['train_s']:.0f} |" for r in rows),
     ]
-    atomic_write_text(os.path.join(RESULTS_DIR, "default_job.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown("default_job.md", lines)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import statistics
@@ -23,13 +22,11 @@ from datetime import date
 import numpy as np
 import onnxruntime
 import torch
+from report import write_json, write_markdown
 from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
-from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import DiffusionActor
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -136,7 +133,7 @@ def main() -> None:
     meta = {"date": str(date.today()), "device": device, "torch": torch.__version__}
     meta |= {"onnxruntime": onnxruntime.__version__, "obs_dim": args.obs_dim, "action_dim": args.action_dim}
     meta["hidden"] = args.hidden
-    atomic_write_text(os.path.join(RESULTS_DIR, "deploy.json"), json.dumps({**meta, "rows": rows}, indent=2))
+    write_json("deploy.json", {**meta, "rows": rows})
     lines = [
         f"# Deployment latency ({meta['date']}, {device})",
         "",
@@ -153,8 +150,7 @@ def main() -> None:
             f" {r['onnx_b64_ms']:.3f} | {r['jit_b1_vs_mlp']:.2f}x | {r['onnx_b1_vs_mlp']:.2f}x |"
             f" {r['max_abs_error_vs_torch']:.1e} |"
         )
-    atomic_write_text(os.path.join(RESULTS_DIR, "deploy.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown("deploy.md", lines)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,16 @@ histogram estimate of the KL between their action marginals at the same state (2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from datetime import date
 
 import torch
+from report import write_json, write_markdown
 
-from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
 from trudi.trust_region import trajectory_kl
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
 
 def load_actor(task: str, checkpoint: str, num_envs: int):
@@ -87,7 +84,7 @@ def main() -> None:
         print(f"{old_name} -> {new_name}: holds at {rows[-1]['bound_holds']}/{len(traj)} states")
 
     results = {"date": str(date.today()), "device": "CPU", "run": args.run, "rows": rows}
-    atomic_write_text(os.path.join(RESULTS_DIR, "kl_bound.json"), json.dumps(results, indent=1))
+    write_json("kl_bound.json", results)
     lines = [
         f"# Trajectory KL vs marginal action KL on trained policies ({date.today()}, CPU)",
         "",
@@ -105,8 +102,7 @@ def main() -> None:
             f"| {r['old']} -> {r['new']} | {sum(r['trajectory_kl']) / r['states']:.4f} |"
             f" {sum(r['marginal_kl']) / r['states']:.4f} | {ratio:.2f} | {r['bound_holds']}/{r['states']} |"
         )
-    atomic_write_text(os.path.join(RESULTS_DIR, "kl_bound.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown("kl_bound.md", lines)
 
 
 if __name__ == "__main__":

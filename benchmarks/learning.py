@@ -35,11 +35,12 @@ import io
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from datetime import date
+
+from report import cpu_name, write_json, write_markdown
 
 from trudi.checkpoint import atomic_write_text
 
@@ -264,9 +265,9 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
                     "return_at_trudi_wall_clock": _mean_return_at_trudi_wall_clock(curves, group),
                 }
             )
-    meta = {"suite": suite, "date": str(date.today()), "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})"}
+    meta = {"suite": suite, "date": str(date.today()), "device": cpu_name()}
     summary = {**meta, "budget_env_steps": env_steps, "rows": rows}
-    atomic_write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=1))
+    write_json(os.path.join(out, "summary.json"), summary)
     lines = [
         f"# Learning: suite `{suite}` ({meta['date']}, {meta['device']})",
         "",
@@ -288,8 +289,7 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
             f" {_fmt(mean)} ± {_fmt(r['final_return_std_over_seeds'], mean)} | {r['wall_s_mean']:.0f} |"
             f" {'' if at_wall is None else _fmt(at_wall)} |"
         )
-    atomic_write_text(os.path.join(out, "summary.md"), "\n".join(lines) + "\n\n![curves](curves.png)\n")
-    print("\n".join(lines))
+    write_markdown(os.path.join(out, "summary.md"), [*lines, "", "![curves](curves.png)"])
     _plot(curves, os.path.join(out, "curves.png"), suite)
 
 

@@ -11,19 +11,15 @@ divided by log 2 (0 = collapsed to one mode, 1 = both modes equally used).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from datetime import date
 
 import torch
+from report import write_json, write_markdown
 
-from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
 from trudi.workflow import seed_everything
-
-RESULTS_DIR = os.path.join(os.path.dirname(__file__), "..", "docs", "results")
 
 
 def mode_shares_after_training(algo: str, seed: int, iterations: int, num_samples: int = 4096) -> dict:
@@ -67,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [mode_shares_after_training(a, s, args.iterations) for a in args.algos for s in args.seeds]
     results = {"date": str(date.today()), "device": "CPU (2 cores)", "rows": rows}
-    atomic_write_text(os.path.join(RESULTS_DIR, "multimodality.json"), json.dumps(results, indent=2))
+    write_json("multimodality.json", results)
     lines = [
         f"# Mode shares on TwoModeBandit ({date.today()}, CPU, 2 cores, {args.iterations} iterations x 256 envs)",
         "",
@@ -79,8 +75,7 @@ def main() -> None:
         f" {r['share_near_a_mode']:.3f} | {r['behaviour_entropy']:.3f} | {r['mean_reward']:.3f} |"
         for r in rows
     ]
-    atomic_write_text(os.path.join(RESULTS_DIR, "multimodality.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown("multimodality.md", lines)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,13 @@ import time
 from datetime import date
 
 import torch
+from report import RESULTS_DIR, write_markdown
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.checkpoint import atomic_write_text
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.workflow import merge_agent_cfg
-
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results")
 
 
 class SyntheticEnv(VecEnv):
@@ -283,8 +282,7 @@ def write_table(entries: list[dict]) -> None:
                 f" {r['rollout']:.3f} | {r['returns']:.3f} | {r['update']:.3f} | {r['iteration']:.3f} |"
                 f" {r['steps_per_s']:,.0f} | {ratio} | {storage} | {e['note']} |"
             )
-    atomic_write_text(os.path.join(RESULTS_DIR, "speed.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown("speed.md", lines)
 
 
 if __name__ == "__main__":
