@@ -7,7 +7,7 @@ documents its configs). Everything else is derived from these classes:
   :class:`~trudi.critic.QCritic` take the options as keywords (:func:`takes_options` writes them into their
   signatures) and validate them with :meth:`Options.validated`;
 - the Isaac Lab ``@configclass`` configs (``trudi_isaaclab.agents``) and the mjlab dataclasses
-  (``trudi_mjlab.config``) are generated from them with :func:`option_fields`;
+  (``trudi_mjlab.agents``) are generated from them with :func:`option_fields`;
 - the option tables of docs/algorithm.md are printed by ``python -m trudi.options`` (``tests/test_options.py``
   checks that the document holds exactly that).
 

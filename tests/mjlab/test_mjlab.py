@@ -35,8 +35,8 @@ from rsl_rl.utils import resolve_callable
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trudi.rsl_rl import DiffusionActor, QCritic, TruDi
-from trudi_mjlab.config import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg
-from trudi_mjlab.tasks import BASE_TASKS, trudi_task_id
+from trudi_mjlab.agents import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg
+from trudi_mjlab.registration import BASE_TASKS, trudi_task_id
 
 G1_TASK = "Mjlab-Velocity-Flat-Unitree-G1-TruDi"
 EXPECTED_BASE_TASKS = {

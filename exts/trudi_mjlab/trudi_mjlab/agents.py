@@ -59,7 +59,7 @@ class TruDiOnPolicyRunnerCfg(RslRlBaseRunnerCfg):
     """The TruDi algorithm."""
 
 
-def trudi_runner_cfg(
+def trudi_cfg_from_ppo(
     ppo_cfg: RslRlOnPolicyRunnerCfg,
     actor: TruDiActorCfg | None = None,
     critic: TruDiCriticCfg | None = None,
