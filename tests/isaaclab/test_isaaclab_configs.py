@@ -25,6 +25,7 @@ from trudi_isaaclab.registration import (  # noqa: E402
     TRUDI_ENTRY_POINT,
     tasks_with_trudi,
     trudi_cfg_for_task,
+    tuning,
 )
 from trudi_isaaclab.workflow import resolve_agent_cfg, yaml_overrides  # noqa: E402
 
@@ -157,3 +158,12 @@ def test_hand_set_values_are_sizes_or_the_action_scale_rule(task):
     assert set(tuning.get("actor", {})) <= {"hidden_dims", "action_scale"}
     cfg = trudi_cfg_for_task(task)
     assert (cfg.critic.value_min, cfg.critic.value_max) == (TruDiCriticCfg().value_min, TruDiCriticCfg().value_max)
+
+
+def test_a_misspelt_or_bad_tuning_value_fails_where_it_is_written():
+    with pytest.raises(
+        ConfigError, match=r"actor\.hidden_dimz=\[64\] is invalid: not an option .*did you mean 'hidden_dims'"
+    ):
+        tuning(actor={"hidden_dimz": [64]})
+    with pytest.raises(ConfigError, match=r"critic\.hidden_dim=0 is invalid"):
+        tuning(critic={"hidden_dim": 0})

@@ -17,26 +17,37 @@ from collections.abc import Callable
 import gymnasium as gym
 from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
 
+from trudi.options import ActorOptions, CriticOptions
 from trudi_isaaclab.agents import TruDiOnPolicyRunnerCfg, trudi_cfg_from_ppo
 
 PPO_ENTRY_POINT = "rsl_rl_cfg_entry_point"
 TRUDI_ENTRY_POINT = "rsl_rl_trudi_cfg_entry_point"
 """The agent key: ``--agent rsl_rl_trudi_cfg_entry_point`` (``scripts/train.py --algo trudi`` passes it)."""
 
-_CLASSIC_ACTOR = {"hidden_dims": [128, 128]}
-_CLASSIC_CRITIC = {"hidden_dim": 256}
+
+def tuning(actor: dict | None = None, critic: dict | None = None) -> dict[str, dict]:
+    """A task's hand-set ``actor`` and ``critic`` options, checked against their declarations now (at import).
+
+    A misspelt key or a bad value fails when this module loads, with the one-line error naming it.
+    """
+    ActorOptions.validated(actor or {})
+    CriticOptions.validated(critic or {})
+    return {section: values for section, values in (("actor", actor), ("critic", critic)) if values}
+
+
+_CLASSIC = {"actor": {"hidden_dims": [128, 128]}, "critic": {"hidden_dim": 256}}
 
 TASK_TUNING: dict[str, dict[str, dict]] = {
-    "Isaac-Cartpole": {"actor": {"hidden_dims": [64, 64]}, "critic": {"hidden_dim": 128}},
-    "Isaac-Ant": {"actor": _CLASSIC_ACTOR, "critic": _CLASSIC_CRITIC},
-    "Isaac-Humanoid": {"actor": _CLASSIC_ACTOR, "critic": _CLASSIC_CRITIC},
+    "Isaac-Cartpole": tuning(actor={"hidden_dims": [64, 64]}, critic={"hidden_dim": 128}),
+    "Isaac-Ant": tuning(**_CLASSIC),
+    "Isaac-Humanoid": tuning(**_CLASSIC),
     # joint-position actions, scale 0.5 (ANYmal-D, H1, G1) or 0.25 (Go2)
     **{
-        f"Isaac-Velocity-{terrain}-{robot}": {"actor": {"action_scale": 2.0}}
+        f"Isaac-Velocity-{terrain}-{robot}": tuning(actor={"action_scale": 2.0})
         for robot in ("AnymalD", "H1", "G1")
         for terrain in ("Flat", "Rough")
     },
-    **{f"Isaac-Velocity-{terrain}-UnitreeGo2": {"actor": {"action_scale": 4.0}} for terrain in ("Flat", "Rough")},
+    **{f"Isaac-Velocity-{terrain}-UnitreeGo2": tuning(actor={"action_scale": 4.0}) for terrain in ("Flat", "Rough")},
 }
 """Hand-set values per task id, applied over the derived config (see the module docstring for the rules)."""
 
