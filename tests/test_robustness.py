@@ -109,8 +109,8 @@ def test_initial_critic_predicts_about_zero():
     env.close()
 
 
-def test_entropy_coef_min_bounds_alpha_from_below():
+def test_entropy_coef_floor_bounds_alpha_from_below():
     # The same unreachable entropy target as above drives alpha down by a constant factor per step; the floor holds.
     floor = 1e-3
-    _, stats = _train(1.0, iterations=6, entropy_target_mult=50.0, entropy_coef_min=floor)
+    _, stats = _train(1.0, iterations=6, entropy_target_mult=50.0, entropy_coef_floor=floor)
     assert stats["entropy/coef"] == pytest.approx(floor, rel=1e-5)

@@ -479,10 +479,10 @@ class TruDi:
         if self.trust_region != "none":
             dual_loss = dual_loss + self.duals.kl_loss(kl.mean(), self.kl_bound)
         self._apply_gradients(actor_loss + dual_loss, self.actor.parameters())
-        if self.entropy_coef_min > 0.0:
-            # Projected dual ascent: alpha stays in [entropy_coef_min, inf).
+        if self.entropy_coef_floor > 0.0:
+            # Projected dual ascent: alpha stays in [entropy_coef_floor, inf).
             with torch.no_grad():
-                self.duals.log_entropy_coef.clamp_(min=math.log(self.entropy_coef_min))
+                self.duals.log_entropy_coef.clamp_(min=math.log(self.entropy_coef_floor))
         stats = {
             "actor": actor_loss,
             "trust_region/kl_mean": kl.mean(),

@@ -211,7 +211,7 @@ class AlgorithmOptions(Options):
     """initial temperature"""
     learn_entropy_coef: bool = option(True, check_bool)
     """adapt α by dual ascent"""
-    entropy_coef_min: float = option(0.0, non_negative, "α_min")
+    entropy_coef_floor: float = option(0.0, non_negative, "α_min")
     """lower bound of α, kept by projecting $\\log\\alpha$ after each dual step (0: none). With the entropy above an
     unreachable target, the log-form dual step lowers α by a constant factor per step without end (§1.4)"""
     entropy_target_mult: float = option(4.0, check_float, "c_H")
