@@ -50,7 +50,7 @@ def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]
     if is_embedded(args.task):
         return None
     require_isaaclab(args.task)
-    overrides = cli.agent_overrides(rest)
+    overrides = cli.override_tokens(rest)
     return args, [token for token in rest if token not in overrides], overrides
 
 

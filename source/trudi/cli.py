@@ -43,7 +43,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log_root", default=LOG_ROOT, help="root of the log tree")
 
 
-def agent_overrides(tokens: list[str]) -> list[str]:
+def override_tokens(tokens: list[str]) -> list[str]:
     """The ``agent.<key>=<value>`` tokens among the unparsed ones."""
     return [token for token in tokens if token.startswith("agent.")]
 
