@@ -31,9 +31,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser = cli.script_parser(__doc__)
     parser.add_argument("--episodes", type=int, default=20, help="episodes to average the return over")
     parser.add_argument("--seed", type=int, default=0)
-    args, overrides = cli.parse_with_overrides(parser, argv)
-    args.device = args.device or cli.DEFAULT_DEVICE
-    return args, overrides
+    return cli.parse_with_overrides(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> str | None:
         agent_cfg["max_iterations"] = args.max_iterations
     if args.run_name is not None:
         agent_cfg["run_name"] = args.run_name
-    args.device = args.device or cli.DEFAULT_DEVICE
     agent_cfg["device"] = args.device
     num_envs = args.num_envs or task.num_envs
     isaaclab = "" if isaaclab_installed() else " (Isaac Lab is not installed: embedded tasks only)"

@@ -162,7 +162,6 @@ class TruDi:
         self.is_multi_gpu = multi_gpu_cfg is not None
         self.gpu_world_size = multi_gpu_cfg["world_size"] if multi_gpu_cfg else 1
         self.gpu_global_rank = multi_gpu_cfg["global_rank"] if multi_gpu_cfg else 0
-        self.grad_reduce_bucket_mb = o.grad_reduce_bucket_mb
         self.rnd = None
         self.intrinsic_rewards = None
         # Per-step state between act() and process_env_step().

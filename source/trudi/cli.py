@@ -51,12 +51,17 @@ def override_tokens(tokens: list[str]) -> list[str]:
 def parse_with_overrides(
     parser: argparse.ArgumentParser, argv: list[str] | None
 ) -> tuple[argparse.Namespace, list[str]]:
-    """Parse ``argv``; the remaining tokens must be ``agent.<key>=<value>`` overrides, which are returned."""
+    """Parse ``argv``; the remaining tokens must be ``agent.<key>=<value>`` overrides, which are returned.
+
+    An unset ``--device`` becomes :data:`DEFAULT_DEVICE` (the Isaac Lab train flow parses its flags elsewhere).
+    """
     args, rest = parser.parse_known_args(argv)
-    unknown = [token for token in rest if not token.startswith("agent.")]
+    overrides = override_tokens(rest)
+    unknown = [token for token in rest if token not in overrides]
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)} (overrides look like agent.<key>=<value>)")
-    return args, rest
+    args.device = args.device or DEFAULT_DEVICE
+    return args, overrides
 
 
 def script_parser(description: str) -> argparse.ArgumentParser:

@@ -153,6 +153,14 @@ def option_fields(options: type[Options]) -> list[tuple[str, str, Any, str]]:
     return [(f.name, f.type, f.default, docs[f.name]) for f in fields(options)]
 
 
+def generated_doc(summary: str, options: type[Options]) -> str:
+    """The docstring of a config class generated from ``options``: ``summary``, then each option and its meaning."""
+    lines = [f"- ``{name}`` ({default!r}): {meaning}" for name, _, default, meaning in option_fields(options)]
+    return f"{summary}\n\nOptions (declared in :class:`{options.__module__}.{options.__name__}`):\n\n" + "\n".join(
+        lines
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the three sections
 

@@ -13,7 +13,7 @@ from dataclasses import MISSING
 from isaaclab.utils import configclass
 from isaaclab_rl.rsl_rl import RslRlMLPModelCfg, RslRlOnPolicyRunnerCfg
 
-from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, option_fields
+from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, generated_doc, option_fields
 
 
 def _options_configclass(name: str, options: type[Options], doc: str, base: type = object, **fixed: tuple) -> type:
@@ -26,14 +26,11 @@ def _options_configclass(name: str, options: type[Options], doc: str, base: type
     annotations, namespace = {}, {}
     for field_name, (annotation, default) in fixed.items():
         annotations[field_name], namespace[field_name] = annotation, default
-    lines = []
-    for field_name, annotation, default, meaning in option_fields(options):
+    for field_name, annotation, default, _ in option_fields(options):
         annotations[field_name] = annotation.replace("tuple[int, ...]", "list[int]")
         namespace[field_name] = list(default) if isinstance(default, tuple) else default
-        lines.append(f"- ``{field_name}`` ({default!r}): {meaning}")
     namespace |= {"__annotations__": annotations, "__module__": __name__, "__qualname__": name}
-    namespace["__doc__"] = f"{doc}\n\nOptions (declared in :class:`{options.__module__}.{options.__name__}`):\n\n"
-    namespace["__doc__"] += "\n".join(lines)
+    namespace["__doc__"] = generated_doc(doc, options)
     return configclass(type(name, (base,), namespace))
 
 

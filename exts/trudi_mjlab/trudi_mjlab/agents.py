@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 
 from mjlab.rl import RslRlBaseRunnerCfg, RslRlOnPolicyRunnerCfg
 
-from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, option_fields
+from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, generated_doc, option_fields
 
 
 def _options_dataclass(name: str, options: type[Options], class_name: str, doc: str) -> type:
@@ -22,12 +22,9 @@ def _options_dataclass(name: str, options: type[Options], class_name: str, doc: 
 
     The options and their meanings are declared once, in :mod:`trudi.options`; the class docstring lists them.
     """
-    specs, lines = [("class_name", "str", field(default=class_name))], []
-    for field_name, annotation, default, meaning in option_fields(options):
-        specs.append((field_name, annotation, field(default=default)))
-        lines.append(f"- ``{field_name}`` ({default!r}): {meaning}")
-    doc += f"\n\nOptions (declared in :class:`{options.__module__}.{options.__name__}`):\n\n" + "\n".join(lines)
-    return make_dataclass(name, specs, namespace={"__doc__": doc, "__module__": __name__})
+    specs = [("class_name", "str", field(default=class_name))]
+    specs += [(key, annotation, field(default=default)) for key, annotation, default, _ in option_fields(options)]
+    return make_dataclass(name, specs, namespace={"__doc__": generated_doc(doc, options), "__module__": __name__})
 
 
 TruDiActorCfg = _options_dataclass(
