@@ -222,7 +222,7 @@ class AlgorithmOptions(Options):
     entropy_coef_floor: float = option(0.0, non_negative, "α_min")
     """lower bound of α, kept by projecting $\\log\\alpha$ after each dual step (0: none). With the entropy above an
     unreachable target, the log-form dual step lowers α by a constant factor per step without end (§1.4)"""
-    entropy_target_mult: float = option(1.0, check_float, "c_H")
+    entropy_target_mult: float = option(4.0, check_float, "c_H")
     """target entropy $H_{ref} - c_H d$"""
     entropy_target_reference: str = option("initial", one_of(ENTROPY_TARGET_REFERENCES))
     """$H_{ref}$: the initial policy's entropy estimate (`initial`) or 0 (`zero`, SPEC) (§1.4)"""
