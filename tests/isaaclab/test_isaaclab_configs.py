@@ -151,9 +151,9 @@ def test_missing_yaml_file_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("task", HAND_SET)
 def test_hand_set_values_are_sizes_or_the_action_scale_rule(task):
-    """Only sizes (networks, mini-batches) and the joint-position action scale are per task; the rest is default."""
+    """Only network sizes and the joint-position action scale are per task; every algorithm setting is the default."""
     tuning = TASK_TUNING[task]
-    assert set(tuning.get("algorithm", {})) <= {"num_mini_batches"}
+    assert "algorithm" not in tuning
     assert set(tuning.get("critic", {})) <= {"hidden_dim", "num_layers"}
     assert set(tuning.get("actor", {})) <= {"hidden_dims", "action_scale"}
     cfg = trudi_cfg_for_task(task)
@@ -167,5 +167,3 @@ def test_a_misspelt_or_bad_tuning_value_fails_where_it_is_written():
         tuning(actor={"hidden_dimz": [64]})
     with pytest.raises(ConfigError, match=r"critic\.hidden_dim=0 is invalid"):
         tuning(critic={"hidden_dim": 0})
-    with pytest.raises(ConfigError, match=r"algorithm\.num_mini_batches=0 is invalid"):
-        tuning(algorithm={"num_mini_batches": 0})

@@ -4,8 +4,7 @@ Every task gets a TruDi config derived from its PPO config (:func:`trudi_cfg_fro
 every algorithm setting: rewards are normalised by the running RMS of the return, so no task needs its own critic
 support, entropy coefficient or learning rate. The tasks in :data:`TASK_TUNING` also get hand-set values:
 
-- **network sizes** small enough for CPU runs on the classic tasks, and a mini-batch count (16) that keeps their
-  mini-batches at 512 states;
+- **network sizes** small enough for CPU runs on the classic tasks;
 - **action scale** of the joint-position tasks: Isaac Lab scales actions itself (joint-position offset = ``scale *
   a``), and TruDi's actions are ``action_scale * tanh(x)`` in ``(-action_scale, action_scale)``, unlike PPO's
   unbounded Gaussian; ``action_scale`` lets them reach an offset of about 1 rad (``1 / scale``). Not yet measured.
@@ -18,7 +17,7 @@ from collections.abc import Callable
 import gymnasium as gym
 from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
 
-from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions
+from trudi.options import ActorOptions, CriticOptions
 from trudi_isaaclab.agents import TruDiOnPolicyRunnerCfg, trudi_cfg_from_ppo
 
 PPO_ENTRY_POINT = "rsl_rl_cfg_entry_point"
@@ -26,28 +25,17 @@ TRUDI_ENTRY_POINT = "rsl_rl_trudi_cfg_entry_point"
 """The agent key: ``--agent rsl_rl_trudi_cfg_entry_point`` (``scripts/train.py --algo trudi`` passes it)."""
 
 
-def tuning(actor: dict | None = None, critic: dict | None = None, algorithm: dict | None = None) -> dict[str, dict]:
-    """A task's hand-set ``actor``, ``critic`` and ``algorithm`` options, checked against their declarations now.
+def tuning(actor: dict | None = None, critic: dict | None = None) -> dict[str, dict]:
+    """A task's hand-set ``actor`` and ``critic`` options, checked against their declarations now (at import).
 
-    A misspelt key or a bad value fails when this module loads (at import), with the one-line error naming it.
+    A misspelt key or a bad value fails when this module loads, with the one-line error naming it.
     """
-    sections = {
-        "actor": (ActorOptions, actor),
-        "critic": (CriticOptions, critic),
-        "algorithm": (AlgorithmOptions, algorithm),
-    }
-    for options, values in sections.values():
-        options.validated(values or {})
-    return {section: values for section, (_, values) in sections.items() if values}
+    ActorOptions.validated(actor or {})
+    CriticOptions.validated(critic or {})
+    return {section: values for section, values in (("actor", actor), ("critic", critic)) if values}
 
 
-# Mini-batches of 512 states at 256 envs x 32 steps: half the optimizer steps of the default 32 mini-batches, whose
-# fixed cost per step dominated these small networks' update (docs/benchmarks.md, "Isaac-Ant at 16 mini-batches").
-_CLASSIC = {
-    "actor": {"hidden_dims": [128, 128]},
-    "critic": {"hidden_dim": 256},
-    "algorithm": {"num_mini_batches": 16},
-}
+_CLASSIC = {"actor": {"hidden_dims": [128, 128]}, "critic": {"hidden_dim": 256}}
 
 TASK_TUNING: dict[str, dict[str, dict]] = {
     "Isaac-Cartpole": tuning(actor={"hidden_dims": [64, 64]}, critic={"hidden_dim": 128}),
