@@ -8,6 +8,7 @@ whole training iteration can be compared number by number.
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from small_runner import small_bandit_runner
 
 from trudi.algorithm import graph_safe
 from trudi.config import ConfigError
@@ -18,11 +19,7 @@ from trudi.tasks import train_cfg
 
 def _runner(torch_compile: bool) -> OnPolicyRunner:
     torch.manual_seed(0)
-    cfg = train_cfg("TwoModeBandit", "trudi")
-    cfg["actor"].update(hidden_dims=[32, 32], num_denoising_steps=2)
-    cfg["critic"]["hidden_dim"] = 64
-    cfg["algorithm"].update(torch_compile=torch_compile, num_learning_epochs=2, num_mini_batches=2)
-    return OnPolicyRunner(TwoModeBandit(num_envs=64), cfg, log_dir=None)
+    return small_bandit_runner(torch_compile=torch_compile)
 
 
 def _parameters(runner: OnPolicyRunner) -> list[torch.Tensor]:

@@ -1,6 +1,6 @@
 """TruDi learns a real MuJoCo task: its deterministic return after a fixed budget beats the untrained policy.
 
-The fast test runs the README's default job (InvertedPendulum-v5, seed 1) for a fifth of its budget; the slow tier
+The fast test runs the README's default job (InvertedPendulum-v5, seed 1) for two fifths of its budget; the slow tier
 (``pytest -m slow``) runs the whole job on three seeds and asserts what the README promises (>= 900 of 1000).
 """
 
@@ -32,7 +32,10 @@ def _train_and_evaluate(seed: int, iterations: int) -> tuple[float, float]:
 
 
 def test_trudi_learns_inverted_pendulum():
-    untrained, trained = _train_and_evaluate(seed=1, iterations=40)  # 16 envs x 32 steps x 40 = 20k env steps
+    # 16 envs x 32 steps x 80 = 41k env steps. At 40 iterations seeds 1-3 were mid-climb here (878, 1000, 585 on
+    # 2026-12-02) and CI's CPU, whose float rounding sends training down another path, measured 122; at 60 and 80
+    # every seed was at 1000.
+    untrained, trained = _train_and_evaluate(seed=1, iterations=80)
     assert trained > 10 * untrained
     assert trained > 500.0
 

@@ -1,20 +1,13 @@
 """TruDi's optimizer: the fused Adam kernel (the default on CPU and CUDA) trains as the per-tensor Adam does."""
 
 import torch
-
-from trudi.envs import TwoModeBandit
-from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import train_cfg
+from small_runner import small_bandit_runner
 
 
 def _trained_parameters(fused: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Parameters before and after two training iterations, with the fused or the per-tensor Adam."""
     torch.manual_seed(0)
-    cfg = train_cfg("TwoModeBandit", "trudi")
-    cfg["actor"].update(hidden_dims=[32, 32], num_denoising_steps=2)
-    cfg["critic"]["hidden_dim"] = 64
-    cfg["algorithm"].update(num_learning_epochs=2, num_mini_batches=2)
-    runner = OnPolicyRunner(TwoModeBandit(num_envs=64), cfg, log_dir=None)
+    runner = small_bandit_runner()
     optimizer = runner.alg.optimizer
     assert optimizer.defaults["fused"], "TruDi builds the fused Adam on the CPU"
     if not fused:
@@ -34,3 +27,16 @@ def test_fused_adam_trains_as_the_per_tensor_adam():
     print(f"max |fused - per-tensor| {max(errors):.2e}; largest parameter change in training {max(moved):.2e}")
     assert max(errors) < 1e-5
     assert max(moved) > 1e-3  # training moved the parameters, so the match is not between two untouched nets
+
+
+def test_a_resumed_run_uses_the_fused_adam_whatever_the_checkpoint_says():
+    """Whether Adam is fused belongs to this run's device: a checkpoint of a per-tensor run resumes fused."""
+    runner = small_bandit_runner()
+    runner.learn(1)
+    saved = runner.alg.save()
+    for group in saved["optimizer_state_dict"]["param_groups"]:
+        group["fused"] = False
+    resumed = small_bandit_runner()
+    resumed.alg.load(saved, None, strict=True)
+    assert all(group["fused"] for group in resumed.alg.optimizer.param_groups)
+    resumed.learn(1)  # the fused step accepts the restored state

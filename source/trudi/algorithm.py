@@ -622,7 +622,12 @@ class TruDi:
         if load_cfg.get("critic"):
             self.critic.load_state_dict(loaded_dict["critic_state_dict"], strict=strict)
         if load_cfg.get("optimizer"):
-            self.optimizer.load_state_dict(loaded_dict["optimizer_state_dict"])
+            # Whether Adam runs fused depends on this run's device, not the checkpoint's; set before loading, so the
+            # step counters are placed the way the fused kernel needs them.
+            state = loaded_dict["optimizer_state_dict"]
+            fused = self.optimizer.defaults["fused"]
+            state = {**state, "param_groups": [{**group, "fused": fused} for group in state["param_groups"]]}
+            self.optimizer.load_state_dict(state)
             # The learning rate is a constant of the config, not state: a resumed run uses the configured one.
             for group in self.optimizer.param_groups:
                 group["lr"] = self.dual_learning_rate if group.get("name") == "duals" else self._learning_rate
