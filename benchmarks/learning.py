@@ -142,8 +142,9 @@ def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, ev
             curve = json.load(file)
         print(f"[learning] {run_dir}: resuming after {curve['points'][-1]['iteration']} iterations", flush=True)
     else:
-        mean, std = evaluate(eval_policy(), eval_env, args.eval_episodes)
-        curve["points"].append({"iteration": 0, "env_steps": 0, "wall_s": 0.0, "return_mean": mean, "return_std": std})
+        mean, std, length = evaluate(eval_policy(), eval_env, args.eval_episodes)
+        point = {"iteration": 0, "env_steps": 0, "wall_s": 0.0, "return_mean": mean, "return_std": std}
+        curve["points"].append({**point, "length_mean": length})
 
     # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
     # short of the number run, and the next call starts there.
@@ -154,7 +155,7 @@ def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, ev
         runner.learn(chunk, init_at_random_ep_len=iteration == 0)
         wall += time.perf_counter() - start
         iteration += chunk
-        mean, std = evaluate(eval_policy(), eval_env, args.eval_episodes)
+        mean, std, length = evaluate(eval_policy(), eval_env, args.eval_episodes)
         curve["points"].append(
             {
                 "iteration": iteration,
@@ -162,6 +163,7 @@ def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, ev
                 "wall_s": wall,
                 "return_mean": mean,
                 "return_std": std,
+                "length_mean": length,
             }
         )
         print(f"[learning] {task} {label} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
@@ -237,10 +239,12 @@ def write_report(out: str, suite: str, env_steps: int) -> None:
         return
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["task", "algo", "seed", "iteration", "env_steps", "wall_s", "return_mean", "return_std"])
+    header = ["task", "algo", "seed", "iteration", "env_steps", "wall_s", "return_mean", "return_std", "length_mean"]
+    writer.writerow(header)
     for curve in curves:
         for p in curve["points"]:
             row = [p["iteration"], p["env_steps"], f"{p['wall_s']:.2f}", p["return_mean"], p["return_std"]]
+            row.append(p.get("length_mean", ""))  # runs before 2026-12-02 evening did not record it
             writer.writerow([curve["task"], curve["algo"], curve["seed"], *row])
     atomic_write_text(os.path.join(out, "curves.csv"), table.getvalue())
 

@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
     load_checkpoint(runner, checkpoint, load_cfg={"actor": True}, map_location=args.device)
     policy = runner.get_inference_policy(device=args.device)
 
-    mean_return, std_return = evaluate(policy, env, args.episodes)
+    mean_return, std_return, mean_length = evaluate(policy, env, args.episodes)
     print(
         f"[trudi] deterministic policy: mean return {mean_return:.2f} +- {std_return:.2f} over {args.episodes} episodes"
+        f" (mean length {mean_length:.0f} steps)"
     )
 
     export_dir = os.path.join(os.path.dirname(checkpoint), "exported")

@@ -220,7 +220,7 @@ def test_mode_shares():
 
 
 class FixedLengthEpisodes(VecEnv):
-    """Environment ``i`` ends every episode after ``lengths[i]`` steps with reward 1 per step; resets on ``reset``."""
+    """Environment ``i`` ends every episode after ``lengths[i]`` steps with reward 0.5 per step; resets on ``reset``."""
 
     def __init__(self, lengths: list[int]) -> None:
         self.num_envs, self.num_actions, self.device = len(lengths), 1, "cpu"
@@ -240,7 +240,7 @@ class FixedLengthEpisodes(VecEnv):
         self.episode_length_buf += 1
         dones = self.episode_length_buf >= self.lengths
         self.episode_length_buf[dones] = 0
-        return self.get_observations(), torch.ones(self.num_envs), dones.long(), {}
+        return self.get_observations(), torch.full((self.num_envs,), 0.5), dones.long(), {}
 
 
 @pytest.mark.parametrize(("num_episodes", "expected"), [(3, [5, 1, 3]), (4, [5, 1, 3, 2]), (6, [5, 1, 3, 2, 5, 1])])
@@ -251,9 +251,10 @@ def test_evaluate_counts_whole_episodes_in_env_order(num_episodes, expected):
     env = FixedLengthEpisodes([5, 1, 3, 2])
     for _ in range(3):  # leave the environments mid-episode, as a training rollout does
         env.step(torch.zeros(4, 1))
-    mean, std = evaluate(lambda obs: torch.zeros(4, 1), env, num_episodes)
-    assert mean == pytest.approx(np.mean(expected))
-    assert std == pytest.approx(np.std(expected))
+    mean, std, length = evaluate(lambda obs: torch.zeros(4, 1), env, num_episodes)
+    assert mean == pytest.approx(0.5 * np.mean(expected))
+    assert std == pytest.approx(0.5 * np.std(expected))
+    assert length == pytest.approx(np.mean(expected))
 
 
 def test_evaluate_names_unfinished_episodes():

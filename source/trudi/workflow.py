@@ -11,6 +11,7 @@ import os
 import re
 from datetime import datetime
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -249,8 +250,19 @@ def load_checkpoint(runner, path: str, load_cfg: dict | None = None, map_locatio
 
 
 @torch.no_grad()
-def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int | None = None) -> tuple[float, float]:
-    """Mean and std of the undiscounted returns of ``num_episodes`` whole episodes of ``policy``.
+class Evaluation(NamedTuple):
+    """What :func:`evaluate` measured over its episodes."""
+
+    return_mean: float
+    """Mean undiscounted return."""
+    return_std: float
+    """Standard deviation of the returns (over episodes, not normalised by ``n - 1``)."""
+    length_mean: float
+    """Mean episode length in environment steps: tells early terminations from a low return per step."""
+
+
+def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int | None = None) -> Evaluation:
+    """Return and length statistics of ``num_episodes`` whole episodes of ``policy``.
 
     ``env`` is reset first (``env.reset()``, as Isaac Lab's, mjlab's and the embedded environments provide), so every
     counted episode starts from a fresh initial state. Episodes are counted in environment order, the first episode
@@ -264,17 +276,22 @@ def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int |
     env_ids = torch.arange(num_envs, device=env.device)
     needed = ((num_episodes - env_ids + num_envs - 1) // num_envs).clamp(min=0)  # episodes counted per environment
     returns = torch.zeros(rounds, num_envs, device=env.device)
+    lengths = torch.zeros(rounds, num_envs, device=env.device)
     finished = torch.zeros(num_envs, dtype=torch.long, device=env.device)
     running = torch.zeros(num_envs, device=env.device)
+    steps = torch.zeros(num_envs, device=env.device)
     max_steps = max_steps or rounds * (int(env.max_episode_length) + 1)
     for _ in range(max_steps):
         obs, rewards, dones, _ = env.step(policy(obs))
         running += rewards.view(-1)
+        steps += 1.0
         done_ids = dones.view(-1).nonzero(as_tuple=False).flatten()
         counted = done_ids[finished[done_ids] < needed[done_ids]]
         returns[finished[counted], counted] = running[counted]
+        lengths[finished[counted], counted] = steps[counted]
         finished[done_ids] += 1
         running[done_ids] = 0.0
+        steps[done_ids] = 0.0
         if bool((finished >= needed).all()):
             break
     else:
@@ -282,8 +299,11 @@ def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int |
             f"only {int(finished.clamp(max=needed).sum())} of {num_episodes} evaluation episodes finished within"
             f" {max_steps} steps."
         )
-    counted_returns = returns.T[torch.arange(rounds, device=env.device) < needed.unsqueeze(-1)]
-    return float(counted_returns.mean()), float(counted_returns.std(unbiased=False))
+    counted = torch.arange(rounds, device=env.device) < needed.unsqueeze(-1)
+    counted_returns = returns.T[counted]
+    return Evaluation(
+        float(counted_returns.mean()), float(counted_returns.std(unbiased=False)), float(lengths.T[counted].mean())
+    )
 
 
 @torch.no_grad()

@@ -174,8 +174,11 @@ def play(args: argparse.Namespace, overrides: list[str]) -> dict:
         runner = create_rsl_rl_runner(env, agent_cfg)
         runner.load(checkpoint, load_cfg={"actor": True}, map_location=device)
         policy = runner.get_inference_policy(device=device)
-        mean_return, std_return = evaluate(policy, env, args.episodes)
-        print(f"[trudi] deterministic policy: mean return {mean_return:.3f} +- {std_return:.3f} ({args.episodes} ep.)")
+        mean_return, std_return, mean_length = evaluate(policy, env, args.episodes)
+        print(
+            f"[trudi] deterministic policy: mean return {mean_return:.3f} +- {std_return:.3f} ({args.episodes} ep.,"
+            f" mean length {mean_length:.0f} steps)"
+        )
         export_dir = os.path.join(os.path.dirname(checkpoint), "exported")
         actor_groups = runner.cfg["obs_groups"]["actor"]
         parity = export_policy(runner, policy, env.get_observations(), actor_groups, export_dir)
