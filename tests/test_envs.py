@@ -257,6 +257,19 @@ def test_evaluate_counts_whole_episodes_in_env_order(num_episodes, expected):
     assert length == pytest.approx(np.mean(expected))
 
 
+def test_evaluate_builds_no_autograd_graph():
+    from trudi.workflow import evaluate
+
+    grad_modes = []
+
+    def policy(obs):
+        grad_modes.append(torch.is_grad_enabled())
+        return torch.zeros(4, 1)
+
+    evaluate(policy, FixedLengthEpisodes([5, 1, 3, 2]), 4)
+    assert grad_modes and not any(grad_modes)
+
+
 def test_evaluate_names_unfinished_episodes():
     from trudi.workflow import evaluate
 

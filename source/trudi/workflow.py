@@ -249,7 +249,6 @@ def load_checkpoint(runner, path: str, load_cfg: dict | None = None, map_locatio
         ) from None
 
 
-@torch.no_grad()
 class Evaluation(NamedTuple):
     """What :func:`evaluate` measured over its episodes."""
 
@@ -261,6 +260,7 @@ class Evaluation(NamedTuple):
     """Mean episode length in environment steps: tells early terminations from a low return per step."""
 
 
+@torch.no_grad()
 def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int | None = None) -> Evaluation:
     """Return and length statistics of ``num_episodes`` whole episodes of ``policy``.
 
