@@ -196,9 +196,9 @@ class AlgorithmOptions(Options):
     """`full` closed-form KL or `mean` term only"""
     kl_direction: str = option("forward", one_of(KL_DIRECTIONS))
     """`forward` KL(old‖new) on K old chains, or `reverse` KL(new‖old) on the loss's own chain (§1.2)"""
-    kl_chains: str = option("rollout", one_of(KL_CHAINS))
-    """old chains of the forward KL: the rollout's own (`rollout`), K per state once per update (`update`) or K fresh
-    per mini-batch (`mini_batch`, SPEC) (§1.2)"""
+    kl_chains: str = option("update", one_of(KL_CHAINS))
+    """old chains of the forward KL: K per state sampled once per update (`update`), the rollout's own (`rollout`)
+    or K fresh per mini-batch (`mini_batch`, SPEC) (§1.2)"""
     sarsa_bootstrap: bool = option(True, check_bool)
     """the chain sampled at $s'$ for $V'$ and the bonus is also the next action (§1.7)"""
     gate_aware_backward: bool = option(False, check_bool)
