@@ -7,6 +7,7 @@ from tensordict import TensorDict
 
 from trudi.actor import DiffusionActor
 from trudi.critic import hl_gauss_probs
+from trudi.sampler import PRE_TANH_LIMIT
 from trudi.storage import lambda_returns
 from trudi.trust_region import actor_objective, gaussian_kl, reverse_trajectory_kl, trajectory_kl
 
@@ -29,6 +30,51 @@ def test_closed_form_gaussian_kl_matches_monte_carlo():
     assert abs(gaussian_kl(mean_p, var_p, mean_q, var_q) - monte_carlo) < 0.01
     # The mean-only form equals the full one when the variances agree.
     assert torch.allclose(gaussian_kl(mean_p, var_p, mean_q, var_p), gaussian_kl(mean_p, var_p, mean_q, var_p, "mean"))
+
+
+def _sequential_chain_log_likelihood(actor: DiffusionActor, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The plain reference of ``sde_chain``: each step's kernel densities summed as the chain is drawn.
+
+    It draws its noise in the order ``sde_chain`` does (the prior, then one draw per step), so with the same seed it
+    samples the same chain.
+    """
+    process, normal = actor.process, torch.distributions.Normal
+    condition = actor.condition(state)
+    x = torch.randn(state.shape[0], actor.action_dim) * process.init_std
+    prior = normal(0.0, process.init_std).log_prob(x).sum(-1)
+    running = torch.zeros(state.shape[0])
+    for n in range(process.num_steps):
+        eta = condition[0][n]
+        mean = actor.step_mean(x, condition, n)
+        x_next = mean + torch.sqrt(2.0 * eta) * torch.randn_like(x)
+        forward = normal(mean, torch.sqrt(2.0 * eta)).log_prob(x_next).sum(-1)
+        backward = normal(x_next - eta * x_next / process.init_std**2, torch.sqrt(2.0 * eta)).log_prob(x).sum(-1)
+        running = running + forward - backward
+        x = x_next
+    x_clipped = x.clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT)
+    running = running - torch.log(1.0 - torch.tanh(x_clipped) ** 2).sum(-1)
+    return x, prior + running, running
+
+
+def test_chain_log_likelihood_equals_the_step_by_step_sum_in_value_and_gradient():
+    actor = _actor(learn_dt=True, per_step_dt=True)
+    with torch.no_grad():
+        actor.control_net.mlp[-1].weight.normal_(0.0, 0.5)  # a control that depends on x_n and s
+    state = torch.randn(64, 1)
+    results = []
+    for chain in (actor.sde_chain, lambda s: _sequential_chain_log_likelihood(actor, s)):
+        torch.manual_seed(3)
+        x_final, log_likelihood, running = chain(state)
+        actor.zero_grad()
+        (log_likelihood.sum() + running.sum()).backward()
+        grads = [p.grad.clone() for p in actor.parameters() if p.grad is not None]
+        results.append((x_final.detach(), log_likelihood.detach(), running.detach(), grads))
+    (x, ll, run, grads), (x_ref, ll_ref, run_ref, grads_ref) = results
+    assert torch.equal(x, x_ref)  # the same chain
+    assert torch.allclose(ll, ll_ref, rtol=1e-5, atol=1e-4) and torch.allclose(run, run_ref, rtol=1e-5, atol=1e-4)
+    assert len(grads) == len(grads_ref)
+    for grad, grad_ref in zip(grads, grads_ref, strict=True):
+        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-4)
 
 
 def test_trajectory_kl_is_zero_for_identical_policies():

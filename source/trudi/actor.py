@@ -155,21 +155,23 @@ class DiffusionActor(nn.Module):
         """The control network's first-layer bias for each denoising step (N, H), embedded step included."""
         return self.control_net.step_biases(self.control_net.time_embedding(self._steps))
 
-    def condition(self, state: torch.Tensor, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def condition(self, state: torch.Tensor, repeats: int = 1) -> tuple[torch.Tensor, ...]:
         """What every step of a chain shares, for states (B, obs_dim).
 
         Returns ``eta`` (N, d), the control network's state term (B * repeats, H), with each state repeated
-        ``repeats`` times in a row, and the step biases (N, H).
+        ``repeats`` times in a row, the step biases (N, H) and the first layer's ``x_n`` columns (H, d).
         """
         state_term = self.control_net.state_term(state).repeat_interleave(repeats, dim=0)
-        return self.process.etas(), state_term, self.step_biases()
+        latent_weight = self.control_net.split_first_layer()[0]
+        return self.process.etas(), state_term, self.step_biases(), latent_weight
 
     def step_mean(
         self, x: torch.Tensor, condition: tuple[torch.Tensor, ...], n: int, control_scale: float = 1.0
     ) -> torch.Tensor:
         """The mean ``x_n + eta_n (-x_n / s0^2 + c f(x_n, s, n))`` of step ``n``, given :meth:`condition`."""
-        etas, state_term, step_biases = condition
-        return self.process.mean(x, self.control_net(x, state_term, step_biases[n]), etas[n], control_scale)
+        etas, state_term, step_biases, latent_weight = condition
+        control = self.control_net(x, state_term, step_biases[n], latent_weight)
+        return self.process.mean(x, control, etas[n], control_scale)
 
     def step_means(self, latents: torch.Tensor, condition: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Every step's kernel mean at given latents in one pass: row ``n`` of ``latents`` (N, B, d) is ``x_n``.
@@ -177,8 +179,8 @@ class DiffusionActor(nn.Module):
         Equal to :meth:`step_mean` applied step by step; one batched pass is possible once the latents are known
         (the trust region's old chains), because no step then waits for the previous one.
         """
-        etas, state_term, step_biases = condition
-        control = self.control_net(latents, state_term, step_biases.unsqueeze(1))  # (N, B, d)
+        etas, state_term, step_biases, latent_weight = condition
+        control = self.control_net(latents, state_term, step_biases.unsqueeze(1), latent_weight)  # (N, B, d)
         return self.process.mean(latents, control, etas.unsqueeze(1))
 
     def sde_chain(self, state: torch.Tensor, return_path: bool = False) -> tuple:
@@ -196,25 +198,26 @@ class DiffusionActor(nn.Module):
         process = self.process
         condition = self.condition(state)
         etas = condition[0]
+        noise_scales = torch.sqrt(2.0 * etas)  # (N, d)
         x = torch.randn(state.shape[0], self.action_dim, device=state.device) * process.init_std
         prior_log_prob = process.prior_log_prob(x)
-        running = torch.zeros(state.shape[0], device=state.device)
-        path = []
+        latents, noises, path = [x], [], []
         for n in range(process.num_steps):
-            eta = etas[n]
-            var = 2.0 * eta
             mean = self.step_mean(x, condition, n)
             if return_path:
                 path.append((x, mean))
             noise = torch.randn_like(x)
-            x_next = mean + torch.sqrt(var) * noise
-            # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
-            forward_log_prob = noise_log_prob(noise, var)
-            # The uncontrolled reference (backward) kernel q(x_n | x_{n+1}).
-            backward_log_prob = gaussian_log_prob(x, x_next - eta * x_next / process.init_std**2, var)
-            running = running + forward_log_prob - backward_log_prob
-            x = x_next
-        running = running - squash_log_det(x)
+            x = mean + noise_scales[n] * noise
+            latents.append(x)
+            noises.append(noise)
+        # The densities need no step-by-step order once the chain is drawn: all N steps in one pass (N, B).
+        var = 2.0 * etas.unsqueeze(1)  # (N, 1, d)
+        before, after, noise = torch.stack(latents[:-1]), torch.stack(latents[1:]), torch.stack(noises)
+        # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
+        forward_log_prob = noise_log_prob(noise, var)
+        # The uncontrolled reference (backward) kernel q(x_n | x_{n+1}).
+        backward_log_prob = gaussian_log_prob(before, after - etas.unsqueeze(1) * after / process.init_std**2, var)
+        running = (forward_log_prob - backward_log_prob).sum(0) - squash_log_det(x)
         if return_path:
             return x, prior_log_prob + running, running, path
         return x, prior_log_prob + running, running

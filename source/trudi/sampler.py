@@ -136,9 +136,17 @@ class ControlNetwork(nn.Module):
         _, _, step_weight, bias = self.split_first_layer()
         return F.linear(step_embeddings, step_weight, bias)
 
-    def forward(self, x: torch.Tensor, state_term: torch.Tensor, step_bias: torch.Tensor) -> torch.Tensor:
-        """Return the control for latents ``x`` (B, d), given the state term (B, H) and one step bias (H,)."""
-        hidden = F.linear(x, self.split_first_layer()[0]) + state_term + step_bias
+    def forward(
+        self, x: torch.Tensor, state_term: torch.Tensor, step_bias: torch.Tensor, latent_weight: torch.Tensor
+    ) -> torch.Tensor:
+        """Return the control for latents ``x`` (B, d) from the parts of the first layer a chain shares.
+
+        ``state_term`` (B, H) and ``step_bias`` (H,) as :meth:`state_term` and :meth:`step_biases` give them, and
+        ``latent_weight``, the first layer's ``x_n`` columns (H, d) from :meth:`split_first_layer`. The columns are
+        taken once per chain: a slice taken at every step would cost one slice backward (a full-size gradient
+        buffer) per step instead of one per chain.
+        """
+        hidden = F.linear(x, latent_weight) + state_term + step_bias
         for layer in itertools.islice(self.mlp, 1, None):  # the first layer was applied in parts above
             hidden = layer(hidden)
         # Under mixed precision the layers ran in bfloat16; the chain's arithmetic stays in the latents' dtype.

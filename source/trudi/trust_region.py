@@ -40,12 +40,13 @@ class OldChains:
 @torch.no_grad()
 def sample_old_chains(old_actor: DiffusionActor, state: torch.Tensor, num_samples: int) -> OldChains:
     """Simulate ``num_samples`` chains per state (B, obs_dim) under the old policy; the steps are sequential."""
-    etas, state_term, step_biases = old_actor.condition(state, repeats=num_samples)
+    condition = old_actor.condition(state, repeats=num_samples)
+    etas = condition[0]
     x = torch.randn(state.shape[0] * num_samples, old_actor.action_dim, device=state.device)
     x = x * old_actor.process.init_std
     latents, means = [], []
     for n in range(old_actor.process.num_steps):
-        mean = old_actor.step_mean(x, (etas, state_term, step_biases), n)
+        mean = old_actor.step_mean(x, condition, n)
         latents.append(x)
         means.append(mean)
         x = mean + torch.sqrt(2.0 * etas[n]) * torch.randn_like(x)
