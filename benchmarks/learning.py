@@ -136,15 +136,24 @@ def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, ev
         policy = runner.get_inference_policy()
         return (lambda obs: policy(obs, stochastic_output=True)) if stochastic_eval else policy
 
+    def evaluation_point(iteration: int, wall: float) -> dict:
+        mean, std, length = evaluate(eval_policy(), eval_env, args.eval_episodes)
+        return {
+            "iteration": iteration,
+            "env_steps": iteration * steps_per_iteration,
+            "wall_s": wall,
+            "return_mean": mean,
+            "return_std": std,
+            "length_mean": length,
+        }
+
     if os.path.isfile(model_path) and os.path.isfile(curve_path):
         runner.load(model_path, map_location=args.device)
         with open(curve_path) as file:
             curve = json.load(file)
         print(f"[learning] {run_dir}: resuming after {curve['points'][-1]['iteration']} iterations", flush=True)
     else:
-        mean, std, length = evaluate(eval_policy(), eval_env, args.eval_episodes)
-        point = {"iteration": 0, "env_steps": 0, "wall_s": 0.0, "return_mean": mean, "return_std": std}
-        curve["points"].append({**point, "length_mean": length})
+        curve["points"].append(evaluation_point(0, 0.0))
 
     # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
     # short of the number run, and the next call starts there.
@@ -155,17 +164,8 @@ def _train(args, task, label, seed, run_dir, stochastic_eval, cfg, train_env, ev
         runner.learn(chunk, init_at_random_ep_len=iteration == 0)
         wall += time.perf_counter() - start
         iteration += chunk
-        mean, std, length = evaluate(eval_policy(), eval_env, args.eval_episodes)
-        curve["points"].append(
-            {
-                "iteration": iteration,
-                "env_steps": iteration * steps_per_iteration,
-                "wall_s": wall,
-                "return_mean": mean,
-                "return_std": std,
-                "length_mean": length,
-            }
-        )
+        curve["points"].append(evaluation_point(iteration, wall))
+        mean = curve["points"][-1]["return_mean"]
         print(f"[learning] {task} {label} s{seed}: {iteration * steps_per_iteration} steps, return {mean:.2f}")
         runner.save(model_path)  # atomic (trudi's runner): a cut-off run resumes from here
         atomic_write_text(curve_path, json.dumps(curve, indent=1))

@@ -22,9 +22,9 @@ def _train_and_evaluate(seed: int, iterations: int) -> tuple[float, float]:
     cfg = train_cfg(TASK, "trudi")
     cfg["seed"] = seed
     runner = OnPolicyRunner(env, cfg, log_dir=None)
-    untrained, *_ = evaluate(runner.get_inference_policy(), eval_env, num_episodes=16)
+    untrained = evaluate(runner.get_inference_policy(), eval_env, num_episodes=16).return_mean
     runner.learn(iterations)
-    trained, *_ = evaluate(runner.get_inference_policy(), eval_env, num_episodes=16)
+    trained = evaluate(runner.get_inference_policy(), eval_env, num_episodes=16).return_mean
     print(f"seed {seed}: deterministic return untrained {untrained:.1f}, after {iterations} iterations {trained:.1f}")
     env.close()
     eval_env.close()

@@ -197,8 +197,9 @@ class DiffusionActor(nn.Module):
         """
         process = self.process
         condition = self.condition(state)
-        etas = condition[0]
-        noise_scales = torch.sqrt(2.0 * etas)  # (N, d)
+        eta = condition[0].unsqueeze(1)  # (N, 1, d)
+        var = 2.0 * eta
+        noise_scales = torch.sqrt(var)
         x = torch.randn(state.shape[0], self.action_dim, device=state.device) * process.init_std
         prior_log_prob = process.prior_log_prob(x)
         latents, noises, path = [x], [], []
@@ -211,12 +212,12 @@ class DiffusionActor(nn.Module):
             latents.append(x)
             noises.append(noise)
         # The densities need no step-by-step order once the chain is drawn: all N steps in one pass (N, B).
-        var = 2.0 * etas.unsqueeze(1)  # (N, 1, d)
-        before, after, noise = torch.stack(latents[:-1]), torch.stack(latents[1:]), torch.stack(noises)
+        chain = torch.stack(latents)  # (N + 1, B, d)
+        before, after = chain[:-1], chain[1:]
         # The forward kernel's density is read off the noise: the same value, without a residual to differentiate.
-        forward_log_prob = noise_log_prob(noise, var)
+        forward_log_prob = noise_log_prob(torch.stack(noises), var)
         # The uncontrolled reference (backward) kernel q(x_n | x_{n+1}).
-        backward_log_prob = gaussian_log_prob(before, after - etas.unsqueeze(1) * after / process.init_std**2, var)
+        backward_log_prob = gaussian_log_prob(before, after - eta * after / process.init_std**2, var)
         running = (forward_log_prob - backward_log_prob).sum(0) - squash_log_det(x)
         if return_path:
             return x, prior_log_prob + running, running, path

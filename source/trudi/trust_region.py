@@ -41,7 +41,7 @@ class OldChains:
 def sample_old_chains(old_actor: DiffusionActor, state: torch.Tensor, num_samples: int) -> OldChains:
     """Simulate ``num_samples`` chains per state (B, obs_dim) under the old policy; the steps are sequential."""
     condition = old_actor.condition(state, repeats=num_samples)
-    etas = condition[0]
+    noise_scales = torch.sqrt(2.0 * condition[0])  # (N, d)
     x = torch.randn(state.shape[0] * num_samples, old_actor.action_dim, device=state.device)
     x = x * old_actor.process.init_std
     latents, means = [], []
@@ -49,7 +49,7 @@ def sample_old_chains(old_actor: DiffusionActor, state: torch.Tensor, num_sample
         mean = old_actor.step_mean(x, condition, n)
         latents.append(x)
         means.append(mean)
-        x = mean + torch.sqrt(2.0 * etas[n]) * torch.randn_like(x)
+        x = mean + noise_scales[n] * torch.randn_like(x)
     return OldChains(torch.stack(latents), torch.stack(means))
 
 
