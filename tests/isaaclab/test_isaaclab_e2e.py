@@ -18,6 +18,9 @@ from conftest import played_return, run_script
 pytest.importorskip("isaaclab_rl")
 
 CPU = ["--device", "cpu"]
+EAGER = ["agent.algorithm.torch_compile=false"]
+"""The registered configs compile the update (a long run's default). These runs of a few iterations would spend most
+of their time compiling, each for its own shapes, so they run eager; the Isaac-Ant run keeps the registered default."""
 
 
 def _latest_run(workdir: str, experiment: str) -> str:
@@ -29,7 +32,7 @@ def _latest_run(workdir: str, experiment: str) -> str:
 def test_trudi_trains_on_cartpole_and_beats_the_untrained_policy(workdir, asset_root):
     output = run_script(
         "train.py",
-        ["--task", "Isaac-Cartpole", "--algo", "trudi", "--num_envs", "256", *CPU, "--max_iterations", "30"],
+        ["--task", "Isaac-Cartpole", "--algo", "trudi", "--num_envs", "256", *CPU, "--max_iterations", "30", *EAGER],
         workdir,
         asset_root,
     )
@@ -58,7 +61,7 @@ def test_resume_continues_the_iteration_count(workdir, asset_root):
     run_script(
         "train.py",
         ["--task", "Isaac-Cartpole", "--algo", "trudi", "--num_envs", "64", *CPU, "--max_iterations", "2"]
-        + ["--checkpoint", "latest"],
+        + ["--checkpoint", "latest", *EAGER],
         workdir,
         asset_root,
     )
@@ -80,17 +83,23 @@ def test_ppo_runs_through_the_same_script(workdir, asset_root):
     assert os.path.isfile(os.path.join(_latest_run(workdir, "cartpole"), "model_2.pt"))
 
 
-@pytest.mark.parametrize(("task", "experiment"), [("Isaac-Ant", "ant_trudi"), ("Isaac-Humanoid", "humanoid_trudi")])
-def test_trudi_runs_a_couple_of_iterations(workdir, asset_root, task, experiment):
+@pytest.mark.parametrize(
+    ("task", "experiment", "compiled"), [("Isaac-Ant", "ant_trudi", True), ("Isaac-Humanoid", "humanoid_trudi", False)]
+)
+def test_trudi_runs_a_couple_of_iterations(workdir, asset_root, task, experiment, compiled):
+    overrides = [] if compiled else EAGER
     output = run_script(
         "train.py",
-        ["--task", task, "--algo", "trudi", "--num_envs", "64", *CPU, "--max_iterations", "2"],
+        ["--task", task, "--algo", "trudi", "--num_envs", "64", *CPU, "--max_iterations", "2", *overrides],
         workdir,
         asset_root,
     )
     assert "Learning iteration 1/2" in output
     assert "Mean critic loss" in output and "Mean trust_region/kl_mean loss" in output
-    assert os.path.isfile(os.path.join(_latest_run(workdir, experiment), "model_1.pt"))
+    run = _latest_run(workdir, experiment)
+    assert os.path.isfile(os.path.join(run, "model_1.pt"))
+    with open(os.path.join(run, "params", "agent.yaml")) as agent_yaml:
+        assert f"torch_compile: {str(compiled).lower()}" in agent_yaml.read()
 
 
 def test_bad_agent_value_fails_before_the_simulator_starts(workdir, asset_root):
