@@ -1,4 +1,5 @@
-"""TruDi's optimizer: the fused Adam kernel (the default on CPU and CUDA) trains as the per-tensor Adam does."""
+"""TruDi's optimizer: the fused Adam kernel (the default on CPU and CUDA) trains as the per-tensor Adam does, and the
+critic's warm-up epochs step the critic alone."""
 
 import torch
 from small_runner import small_bandit_runner
@@ -40,3 +41,20 @@ def test_a_resumed_run_uses_the_fused_adam_whatever_the_checkpoint_says():
     resumed.alg.load(saved, None, strict=True)
     assert all(group["fused"] for group in resumed.alg.optimizer.param_groups)
     resumed.learn(1)  # the fused step accepts the restored state
+
+
+def _adam_steps(runner, group_name: str) -> set[int]:
+    """The Adam step counts of the parameters in one parameter group."""
+    optimizer = runner.alg.optimizer
+    group = next(group for group in optimizer.param_groups if group["name"] == group_name)
+    return {int(optimizer.state[p]["step"]) for p in group["params"] if p in optimizer.state}
+
+
+def test_critic_warmup_epochs_step_the_critic_alone_before_the_joint_epochs():
+    """2 joint epochs x 2 mini-batches step every model 4 times; 3 warm-up epochs add 6 steps of the critic only."""
+    for warmup, critic_steps in ((0, 4), (3, 10)):
+        runner = small_bandit_runner(critic_warmup_epochs=warmup)
+        runner.learn(1)
+        assert _adam_steps(runner, "critic") == {critic_steps}
+        assert _adam_steps(runner, "actor") == {4}
+        assert _adam_steps(runner, "duals") == {4}

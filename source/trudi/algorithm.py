@@ -66,8 +66,9 @@ class TruDi:
     """Trust-region diffusion policy optimisation (docs/algorithm.md §1).
 
     Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
-    the bootstrap value) -> lambda-returns on Q -> ``num_learning_epochs x num_mini_batches`` of {critic step; actor
-    step with the per-state trust-region gate; dual steps} -> update the observation normalisers -> sync the old actor.
+    the bootstrap value) -> lambda-returns on Q -> ``critic_warmup_epochs x num_mini_batches`` critic steps ->
+    ``num_learning_epochs x num_mini_batches`` of {critic step; actor step with the per-state trust-region gate; dual
+    steps} -> update the observation normalisers -> sync the old actor.
     """
 
     actor: DiffusionActor
@@ -378,6 +379,9 @@ class TruDi:
             with self._autocast(), torch.no_grad():
                 state = self.old_actor.get_latent(observations)
                 self.storage.set_chains(sample_old_chains(self.old_actor, state, self.kl_samples))
+        # Critic-only passes first: the actor's first steps then climb a critic that has already seen this rollout.
+        for batch in self.storage.mini_batches(self.num_mini_batches, self.critic_warmup_epochs, old_chains=False):
+            self._critic_step(batch)
         for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
             batch_stats = self._critic_step(batch) | self._actor_step(batch)
             for key, value in batch_stats.items():

@@ -175,6 +175,9 @@ class AlgorithmOptions(Options):
     """passes over each rollout"""
     num_mini_batches: int = option(32, at_least(1), "minibatches")
     """mini-batches per epoch (≤ num_envs·num_steps_per_env)"""
+    critic_warmup_epochs: int = option(0, at_least(0))
+    """critic-only passes over each rollout before the `num_learning_epochs` joint ones, so that the actor's first
+    steps climb a critic already fitted to this rollout's returns (§1.10)"""
     learning_rate: float = option(3e-4, positive, "lr")
     """Adam learning rate of the actor and the critic (constant)"""
     dual_learning_rate: float = option(0.01, positive)

@@ -166,8 +166,12 @@ class TruDiStorage:
             lambda_returns(self.soft_rewards, self.next_values, self.terminations, self.truncations, gamma, lam)
         )
 
-    def mini_batches(self, num_mini_batches: int, num_epochs: int) -> Iterator[TruDiBatch]:
-        """Yield shuffled mini-batches, a fresh permutation per epoch."""
+    def mini_batches(self, num_mini_batches: int, num_epochs: int, old_chains: bool = True) -> Iterator[TruDiBatch]:
+        """Yield shuffled mini-batches, a fresh permutation per epoch.
+
+        ``old_chains=False`` leaves the stored old-policy chains out of the batches (the critic's steps do not read
+        them).
+        """
         batch_size = self.num_envs * self.num_steps
         mini_batch_size = batch_size // num_mini_batches
         observations = self.observations.flatten(0, 1)
@@ -176,7 +180,7 @@ class TruDiStorage:
         next_embeddings = self.next_embeddings.flatten(0, 1)
         episode_ends = (self.terminations | self.truncations).flatten(0, 1)
         chain_latents = chain_means = None
-        if self.chain_latents is not None:
+        if old_chains and self.chain_latents is not None:
             chain_latents, chain_means = self.chain_latents.flatten(0, 1), self.chain_means.flatten(0, 1)
         for _ in range(num_epochs):
             permutation = torch.randperm(batch_size, device=self.device)
