@@ -50,14 +50,16 @@ def test_compare_writes_a_png_and_a_table_with_both_runs(runs, tmp_path):
     table = Path(paths["md"]).read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "_" in line.split("|")[1]]
     assert len(rows) == 2, table
-    for row, algorithm, run in zip(rows, ("TruDi", "PPO"), (runs["trudi"], runs["ppo"]), strict=True):
+    loaded = [COMPARE["load_run"](str(runs[algo])) for algo in ("trudi", "ppo")]
+    for row, algorithm, run, run_data in zip(rows, ("TruDi", "PPO"), (runs["trudi"], runs["ppo"]), loaded, strict=True):
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[0] == f"{run.parent.name}/{run.name}" and cells[1] == algorithm, row
         assert cells[2] == str(ITERATIONS), row
         assert cells[3] == str(ITERATIONS * NUM_ENVS * NUM_STEPS), row  # 3 iterations of 4 envs x 8 steps
-        assert float(cells[4]) > 0 and float(cells[5]) > 0, row
+        # The seconds cell is the run's measured time, rounded: PPO's 3 tiny iterations can round to 0.0.
+        assert run_data.seconds[-1] > 0 and cells[4] == f"{run_data.seconds[-1]:.1f}", row
+        assert float(cells[5]) > 0, row
     # The run with the smaller wall-clock budget reaches its final reward at the equal budget by definition.
-    loaded = [COMPARE["load_run"](str(runs[algo])) for algo in ("trudi", "ppo")]
     fastest = min(loaded, key=lambda run: run.seconds[-1])
     assert COMPARE["reward_at"](fastest, "seconds", fastest.seconds[-1]) == fastest.rewards[-1]
 
