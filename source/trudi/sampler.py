@@ -163,14 +163,15 @@ class DiffusionProcess(nn.Module):
     def __init__(
         self,
         action_dim: int,
-        num_denoising_steps: int = 8,
-        init_std: float = 2.5,
-        schedule: str = "cosine",
-        learn_friction: bool = True,
-        init_friction: float = 1.0,
-        learn_dt: bool = False,
-        per_step_dt: bool = False,
+        num_denoising_steps: int,
+        init_std: float,
+        schedule: str,
+        learn_friction: bool,
+        init_friction: float,
+        learn_dt: bool,
+        per_step_dt: bool,
     ) -> None:
+        """The arguments are the ``actor`` options of the same names (:class:`~trudi.options.ActorOptions`)."""
         super().__init__()
         self.num_steps = num_denoising_steps
         self.init_std = init_std
