@@ -262,7 +262,7 @@ class ActorOptions(Options):
     num_denoising_steps: int = option(8, at_least(1), "N")
     """denoising steps"""
     init_std: float = option(0.5, positive, "σ₀")
-    """prior std (fixed); the untrained policy's actions are $\tanh$ of this spread (SPEC 2.5: near ±1, §1.1)"""
+    """prior std (fixed); the untrained policy's actions are $\\tanh$ of this spread (SPEC 2.5: near ±1, §1.1)"""
     schedule: str = option("cosine", one_of(SCHEDULES), "sched")
     """`cosine` / `linear` / `constant`"""
     learn_friction: bool = option(True, check_bool, "γ learned")
