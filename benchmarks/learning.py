@@ -329,6 +329,8 @@ def _plot(curves: list[dict], path: str, suite: str) -> None:
     import numpy as np
 
     tasks = sorted({c["task"] for c in curves})
+    # One colour per algorithm or variant across all panels, so a task without some of them keeps the others' colours.
+    colors = {algo: f"C{i % 10}" for i, algo in enumerate(sorted({c["algo"] for c in curves}))}
     most_algos = max(len({c["algo"] for c in curves if c["task"] == task}) for task in tasks)
     # Beyond a few curves per panel (ablation variants) the bands hide each other: lines only, legend outside.
     bands = most_algos <= BANDS_UP_TO
@@ -343,9 +345,10 @@ def _plot(curves: list[dict], path: str, suite: str) -> None:
             for row, key in enumerate(("env_steps", "wall_s")):
                 # Seeds share evaluation points in env steps; in seconds, each seed's mean time at that point.
                 x = np.array([[p[key] for p in c["points"][:length]] for c in group]).mean(0)
-                line = axes[row][column].plot(x, returns.mean(0), label=f"{algo} ({len(group)} seeds)")[0]
+                label = f"{algo} ({len(group)} seeds)"
+                axes[row][column].plot(x, returns.mean(0), color=colors[algo], label=label)
                 if bands:
-                    axes[row][column].fill_between(x, returns.min(0), returns.max(0), color=line.get_color(), alpha=0.2)
+                    axes[row][column].fill_between(x, returns.min(0), returns.max(0), color=colors[algo], alpha=0.2)
         for row, label in enumerate(("env steps", "training wall-clock (s)")):
             ax = axes[row][column]
             ax.set_title(task)
