@@ -1,6 +1,6 @@
 """Multimodality measured, not assumed: TruDi and RSL-RL PPO on a bandit with two equally good action modes.
 
-Per-seed shares of the 2026-11-24 defaults are in docs/results/multimodality.md (benchmarks/multimodality.py). With
+Per-seed shares at the current defaults are in docs/results/multimodality.md (benchmarks/multimodality.py). With
 the default entropy target both algorithms settle on one mode per seed; what holds over all seeds is asserted here.
 Both are 300-iteration learning runs (about 3 minutes together on the 2-core CPU), so they sit in the slow tier
 (``pytest -m slow``) with the other learning checks.
@@ -24,8 +24,8 @@ def test_trudi_samples_land_near_a_mode(seed):
     print(trudi)
     # A policy spread evenly over [-1, 1] would put 40% of its samples within 0.2 of a mode. Measured: 92-94% on every
     # seed with the 2026-11-24 defaults; 89.4% on seed 1 with the 2026-12-01 ones (entropy target counted from the
-    # initial policy, faster duals), still all of it around one mode.
-    assert trudi["share_near_a_mode"] >= 0.85
+    # initial policy, faster duals); 79-83% since init_std 0.5 (2026-12-06), still all of it around one mode.
+    assert trudi["share_near_a_mode"] >= 0.7
 
 
 @pytest.mark.parametrize("seed", SEEDS)
