@@ -150,6 +150,16 @@ def test_invalid_critic_support(value_min, value_max, expected):
         assert part in message, f"{part!r} not in {message!r}"
 
 
+def test_critic_fit_floor_above_the_bound_is_rejected():
+    cfg = base_cfg()
+    cfg["algorithm"] |= {"kl_bound_rule": "critic_fit", "kl_bound": 0.005}  # below the default floor 0.01
+    message = config_error(cfg)
+    for part in ["algorithm.kl_bound_min=0.01", "algorithm.kl_bound=0.005", "<= kl_bound"]:
+        assert part in message, f"{part!r} not in {message!r}"
+    cfg["algorithm"] |= {"kl_bound_rule": "fixed"}  # the floor is unused with a fixed bound
+    assert build(cfg).alg.update_kl_bound == 0.005
+
+
 def test_auto_support_on_both_ends_is_valid():
     cfg = base_cfg()
     cfg["critic"] |= {"value_min": "auto", "value_max": "auto"}

@@ -60,7 +60,11 @@ def _build(multi_gpu: dict | None, num_envs: int) -> TruDi:
             "learning_rate": 1e-3,
             "kl_samples": 2,
             "kl_chains": "mini_batch",  # this test fills the storage directly, without the rollout's chains
-            "kl_bound": 1e-6,
+            # The bound follows the critic's fit of the returns, so the ranks must agree on the global batch's
+            # explained variance for their gates to match the single process's.
+            "kl_bound_rule": "critic_fit",
+            "kl_bound": 1e-5,
+            "kl_bound_min": 1e-7,
         },
     )
     cfg["obs_groups"] = {"actor": ["policy"], "critic": ["policy", "privileged"]}

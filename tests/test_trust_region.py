@@ -1,4 +1,7 @@
-"""The trust region holds a full update inside the KL bound; without it the same update leaves it far behind."""
+"""The trust region holds a full update inside the KL bound; without it the same update leaves it far behind.
+
+Under ``kl_bound_rule: critic_fit`` the bound the gate holds is the one the critic's fit of the fresh returns sets.
+"""
 
 import copy
 
@@ -8,13 +11,23 @@ import torch
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import train_cfg
-from trudi.trust_region import reverse_trajectory_kl, trajectory_kl
+from trudi.trust_region import critic_fit_bound, reverse_trajectory_kl, trajectory_kl
 
 KL_BOUND = 0.01
 
 
-def _kl_after_one_update(trust_region: str, kl_direction: str = "forward", mixed_precision: str = "none") -> float:
-    """Mean trajectory KL (in the direction the update bounds) between the policy before and after one update."""
+def _kl_after_one_update(
+    trust_region: str,
+    kl_direction: str = "forward",
+    mixed_precision: str = "none",
+    scramble_critic: bool = False,
+    **algorithm,
+) -> tuple[float, OnPolicyRunner]:
+    """Mean trajectory KL (in the direction the update bounds) between the policy before and after one update.
+
+    ``scramble_critic`` redraws the critic's output layer before the rollout, so that its values no longer fit the
+    returns; ``algorithm`` overrides the options below (the bound ``KL_BOUND``, fixed by default).
+    """
     torch.manual_seed(0)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=0)
     cfg = train_cfg("InvertedPendulum-v5", "trudi")
@@ -31,9 +44,13 @@ def _kl_after_one_update(trust_region: str, kl_direction: str = "forward", mixed
         num_learning_epochs=8,
         num_mini_batches=4,
     )
+    cfg["algorithm"].update(algorithm)
     runner = OnPolicyRunner(env, cfg, log_dir=None)
     runner.learn(3)  # a critic with some signal, shared by both runs (same seeds)
     alg = runner.alg
+    if scramble_critic:
+        with torch.no_grad():
+            alg.critic.head[-1].weight.normal_(std=1.0)
     obs = env.get_observations()
     with torch.inference_mode():
         for _ in range(cfg["num_steps_per_env"]):
@@ -43,7 +60,7 @@ def _kl_after_one_update(trust_region: str, kl_direction: str = "forward", mixed
         alg.compute_returns(obs)
     old_actor = copy.deepcopy(alg.actor)
     batch_obs = alg.storage.observations.flatten(0, 1).clone()
-    alg.update()
+    runner.last_update = alg.update()
     with torch.no_grad():
         # Measured at the old normaliser's states: the quantity the trust region bounds.
         state = old_actor.get_latent(batch_obs)
@@ -54,14 +71,14 @@ def _kl_after_one_update(trust_region: str, kl_direction: str = "forward", mixed
         else:
             kl, _ = trajectory_kl(alg.actor, old_actor, state, num_samples=16)
     env.close()
-    return kl.mean().item()
+    return kl.mean().item(), runner
 
 
 @pytest.fixture(scope="module")
 def measured_kls() -> dict[str, float]:
-    kls = {mode: _kl_after_one_update(mode) for mode in ("gate", "none")}
-    kls |= {f"{mode}-reverse": _kl_after_one_update(mode, "reverse") for mode in ("gate", "none")}
-    return kls | {"gate-bf16": _kl_after_one_update("gate", mixed_precision="bf16")}
+    kls = {mode: _kl_after_one_update(mode)[0] for mode in ("gate", "none")}
+    kls |= {f"{mode}-reverse": _kl_after_one_update(mode, "reverse")[0] for mode in ("gate", "none")}
+    return kls | {"gate-bf16": _kl_after_one_update("gate", mixed_precision="bf16")[0]}
 
 
 def test_gate_keeps_the_update_within_twice_the_bound(measured_kls):
@@ -76,3 +93,54 @@ def test_gate_keeps_the_update_within_twice_the_bound(measured_kls):
 def test_without_trust_region_the_same_update_exceeds_the_bound_widely(measured_kls):
     assert measured_kls["none"] > 10 * KL_BOUND
     assert measured_kls["none-reverse"] > 10 * KL_BOUND
+
+
+def test_critic_fit_bound_grows_with_the_explained_variance_from_the_floor_to_the_bound():
+    assert critic_fit_bound(1.0, 0.01, 0.1) == pytest.approx(0.1)
+    assert critic_fit_bound(0.5, 0.01, 0.1) == pytest.approx(0.025)  # half explained: a quarter of the bound
+    assert critic_fit_bound(0.2, 0.01, 0.1) == pytest.approx(0.01)  # 0.004 < floor
+    assert critic_fit_bound(-3.0, 0.01, 0.1) == pytest.approx(0.01)  # worse than predicting the mean
+    assert critic_fit_bound(1.5, 0.01, 0.1) == pytest.approx(0.1)
+
+
+def test_a_critic_that_fits_nothing_holds_the_update_within_the_floor():
+    # A bound of 1.0 that the critic's fit lowers to KL_BOUND: the same update with the bound fixed at 1.0 leaves
+    # KL_BOUND far behind, so the gate reads the bound the rule set, not kl_bound.
+    options = {"kl_bound": 1.0, "kl_bound_min": KL_BOUND, "scramble_critic": True}
+    fitted_kl, runner = _kl_after_one_update("gate", kl_bound_rule="critic_fit", **options)
+    fixed_kl, _ = _kl_after_one_update("gate", kl_bound_rule="fixed", **options)
+    logged = runner.last_update
+    print(f"explained variance {logged['critic/explained_variance']:.3f}, KL {fitted_kl:.4f} vs fixed {fixed_kl:.4f}")
+    assert logged["critic/explained_variance"] < 0.0
+    assert logged["trust_region/kl_bound"] == pytest.approx(KL_BOUND)
+    assert fitted_kl <= 2 * KL_BOUND
+    assert fixed_kl > 10 * KL_BOUND
+
+
+def test_the_explained_variance_is_that_of_the_critic_on_the_fresh_returns():
+    torch.manual_seed(0)
+    env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=0)
+    cfg = train_cfg("InvertedPendulum-v5", "trudi")
+    cfg["algorithm"].update(kl_bound_rule="critic_fit", kl_bound=0.1, kl_bound_min=0.001)
+    runner = OnPolicyRunner(env, cfg, log_dir=None)
+    runner.learn(3)
+    alg = runner.alg
+    with torch.inference_mode():
+        obs = env.get_observations()
+        for _ in range(cfg["num_steps_per_env"]):
+            obs, rewards, dones, extras = env.step(alg.act(obs))
+            alg.process_env_step(obs, rewards, dones, extras)
+        alg.compute_returns(obs)
+    # The same quantity from torch's variances, on a rollout the critic has not trained on yet.
+    observations = alg.storage.observations.flatten(0, 1)
+    with torch.no_grad():
+        predictions = alg.critic(observations, alg.storage.actions.flatten(0, 1))
+    returns = alg.storage.returns.flatten()
+    expected = 1.0 - (returns - predictions).var() / returns.var()
+    measured = alg._critic_explained_variance(observations)
+    logged = alg.update()
+    env.close()
+    print(f"explained variance {measured:.4f}, bound {logged['trust_region/kl_bound']:.4f}")
+    assert measured == pytest.approx(expected.item(), abs=1e-3)
+    assert logged["critic/explained_variance"] == pytest.approx(measured)
+    assert logged["trust_region/kl_bound"] == pytest.approx(critic_fit_bound(measured, 0.001, 0.1))

@@ -28,6 +28,7 @@ from trudi.trust_region import (
     LagrangeDuals,
     OldChains,
     actor_objective,
+    critic_fit_bound,
     forward_trajectory_kl,
     gate_aware_forward_kl,
     reverse_trajectory_kl,
@@ -66,7 +67,8 @@ class TruDi:
     """Trust-region diffusion policy optimisation (docs/algorithm.md §1).
 
     Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
-    the bootstrap value) -> lambda-returns on Q -> ``critic_warmup_epochs x num_mini_batches`` critic steps ->
+    the bootstrap value) -> lambda-returns on Q -> this update's KL bound (from the critic's fit of those returns with
+    ``kl_bound_rule: critic_fit``) -> ``critic_warmup_epochs x num_mini_batches`` critic steps ->
     ``num_learning_epochs x num_mini_batches`` of {critic step; actor step with the per-state trust-region gate; dual
     steps} -> update the observation normalisers -> sync the old actor.
     """
@@ -116,6 +118,14 @@ class TruDi:
                 f"algorithm.kl_samples={o.kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout"
                 " keeps one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
             )
+        if o.kl_bound_rule == "critic_fit" and o.kl_bound_min > o.kl_bound:
+            raise ConfigError(
+                f"algorithm.kl_bound_min={o.kl_bound_min!r} is invalid with algorithm.kl_bound={o.kl_bound!r}: the"
+                " critic_fit bound runs from kl_bound_min up to kl_bound; use a value <= kl_bound, or kl_bound_rule"
+                " 'fixed'."
+            )
+        # This update's bound: kl_bound, or under critic_fit set at the start of each update.
+        self.update_kl_bound = o.kl_bound
         if o.cuda_graphs and not o.torch_compile:
             raise ConfigError(
                 "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
@@ -375,6 +385,11 @@ class TruDi:
         first_update = not bool(self.duals.started)
         if first_update:
             self._start(observations)
+        fit_stats = {}
+        if self.kl_bound_rule == "critic_fit":
+            explained_variance = self._critic_explained_variance(observations)
+            self.update_kl_bound = critic_fit_bound(explained_variance, self.kl_bound_min, self.kl_bound)
+            fit_stats["critic/explained_variance"] = explained_variance
         if self._stored_chains and self.kl_chains == "update":
             with self._autocast(), torch.no_grad():
                 state = self.old_actor.get_latent(observations)
@@ -398,7 +413,7 @@ class TruDi:
 
         loss_dict = self._reduce_stats(stats)
         self._raise_if_nonfinite("update", loss_dict)
-        loss_dict |= self._state_diagnostics()
+        loss_dict |= fit_stats | {"trust_region/kl_bound": self.update_kl_bound} | self._state_diagnostics()
         if loss_dict["critic/clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
             self._warned_clipping = True
             low, high = self.critic.value_range.tolist()
@@ -437,6 +452,29 @@ class TruDi:
             torch.distributed.all_reduce(entropy)
             entropy /= self.gpu_world_size
         self.duals.start(entropy)
+
+    def _critic_explained_variance(self, observations: TensorDict) -> float:
+        """``1 - Var(G - Q(s, a)) / Var(G)`` over the stored rollout (all ranks), before the critic trains on it.
+
+        ``G`` are the rollout's lambda-returns; the critic has not seen them, so this is how well it predicts returns
+        of states and actions it is about to be trusted on. One critic pass over the rollout, no graph.
+        """
+        with torch.no_grad(), self._autocast():
+            predictions = self.critic(observations, self.storage.actions.flatten(0, 1)).double()
+        returns = self.storage.returns.flatten().double()
+        errors = returns - predictions
+        # Sums, so that torchrun ranks combine exactly: count, sum and sum of squares of returns and of errors (in
+        # float64: variance from sums of squares loses float32's digits when the mean is large against the spread).
+        sums = torch.stack(
+            [torch.tensor(float(returns.numel()), device=returns.device), returns.sum(), returns.square().sum()]
+            + [errors.sum(), errors.square().sum()]
+        )
+        if self.is_multi_gpu:
+            torch.distributed.all_reduce(sums)
+        count, return_sum, return_square_sum, error_sum, error_square_sum = sums.tolist()
+        return_variance = return_square_sum / count - (return_sum / count) ** 2
+        error_variance = error_square_sum / count - (error_sum / count) ** 2
+        return 1.0 - error_variance / max(return_variance, 1e-8)
 
     @property
     def target_entropy(self) -> torch.Tensor:
@@ -480,12 +518,12 @@ class TruDi:
             q_value,
             self.duals.entropy_coef,
             self.duals.kl_multiplier,
-            self.kl_bound,
+            self.update_kl_bound,
         ).mean()
         entropy = -running.mean()
         dual_loss = self.duals.entropy_loss(entropy, self.target_entropy)
         if self.trust_region != "none":
-            dual_loss = dual_loss + self.duals.kl_loss(kl.mean(), self.kl_bound)
+            dual_loss = dual_loss + self.duals.kl_loss(kl.mean(), self.update_kl_bound)
         self._apply_gradients(actor_loss + dual_loss, self.actor.parameters())
         if self.entropy_coef_floor > 0.0:
             # Projected dual ascent: alpha stays in [entropy_coef_floor, inf).
@@ -495,7 +533,7 @@ class TruDi:
             "actor": actor_loss,
             "trust_region/kl_mean": kl.mean(),
             "trust_region/kl_max": kl.max(),
-            "trust_region/kl_over_bound_fraction": (kl >= self.kl_bound).float().mean(),
+            "trust_region/kl_over_bound_fraction": (kl >= self.update_kl_bound).float().mean(),
             "entropy/estimate": entropy,
         }
         stats |= {f"trust_region/kl_step_{n}": value for n, value in enumerate(kl_per_step)}
@@ -515,7 +553,13 @@ class TruDi:
                 old_chains = sample_old_chains(self.old_actor, state, self.kl_samples)
             if self.gate_aware_backward:
                 kl, kl_per_step = gate_aware_forward_kl(
-                    self.actor, self.old_actor, state, old_chains, self.trust_region, self.kl_bound, self.kl_mode
+                    self.actor,
+                    self.old_actor,
+                    state,
+                    old_chains,
+                    self.trust_region,
+                    self.update_kl_bound,
+                    self.kl_mode,
                 )
             else:
                 kl, kl_per_step = forward_trajectory_kl(self.actor, self.old_actor, state, old_chains, self.kl_mode)

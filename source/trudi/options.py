@@ -41,6 +41,9 @@ mini-batch (SPEC). ``update``: ``K`` chains per state sampled once per update an
 is frozen during an update, so they have the same distribution, but the epochs' estimates are correlated).
 ``rollout``: the chain that produced the stored action, kept by the rollout (the actor equals the old policy while it
 collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
+KL_BOUND_RULES = ("fixed", "critic_fit")
+"""How each update's bound is set. ``fixed``: ``kl_bound`` every update (default, SPEC). ``critic_fit``: from
+``kl_bound_min`` up to ``kl_bound`` as the critic explains more of the variance of the update's fresh returns."""
 ENTROPY_TARGET_REFERENCES = ("initial", "zero")
 """``H_ref`` of the entropy target ``H_ref - c_H d``: the initial policy's estimate, or 0 (SPEC)."""
 MIXED_PRECISION_MODES = ("none", "bf16")
@@ -193,7 +196,14 @@ class AlgorithmOptions(Options):
     """`gate` / `penalty` / `none` (§1.3)"""
     kl_bound: float = option(0.03, positive, "ε")
     """per-state bound on the trajectory KL (SPEC 0.1; a looser bound lets the actor follow the critic's errors
-    further each update: Deviations)"""
+    further each update: Deviations); with `kl_bound_rule: critic_fit`, the bound of an update whose critic explains
+    all of the fresh returns' variance"""
+    kl_bound_rule: str = option("fixed", one_of(KL_BOUND_RULES))
+    """`fixed`: `kl_bound` every update (SPEC); `critic_fit`: each update's bound grows from `kl_bound_min` to
+    `kl_bound` with the square of the critic's explained variance of that update's fresh λ-returns, measured before it
+    trains on them (§1.2; measured not to pay at this project's CPU budgets)"""
+    kl_bound_min: float = option(0.01, positive, "ε_min")
+    """the bound of a `critic_fit` update whose critic explains none of the fresh returns' variance (≤ `kl_bound`)"""
     kl_samples: int = option(1, at_least(1), "K")
     """old-policy chains per state (must be 1 with `kl_chains: rollout`)"""
     kl_mode: str = option("full", one_of(KL_MODES), "kl_mode")
