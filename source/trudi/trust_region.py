@@ -184,9 +184,10 @@ def reverse_trajectory_kl(
 def critic_fit_bound(explained_variance: float, kl_bound_min: float, kl_bound: float) -> float:
     """The ``critic_fit`` bound of one update: ``max(kl_bound_min, kl_bound * clip(EV, 0, 1)^2)``.
 
-    ``EV`` is the critic's explained variance of the update's fresh returns before it trains on them: how far the
-    direction the actor is about to climb can be trusted. A critic that explains them all allows ``kl_bound``; one
-    that explains half allows a quarter of it; one that explains nothing, ``kl_bound_min``.
+    ``EV`` is the critic's explained variance of the update's fresh returns before it trains on them, taken as a sign
+    of how far the critic the actor is about to climb can be trusted. A critic that explains them all allows
+    ``kl_bound``; one that explains half allows a quarter of it; one that explains nothing, ``kl_bound_min``. On a
+    task whose returns barely vary (a balanced pendulum) EV is noise (docs/algorithm.md §1.2).
     """
     return max(kl_bound_min, kl_bound * min(max(explained_variance, 0.0), 1.0) ** 2)
 
