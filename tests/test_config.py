@@ -160,6 +160,14 @@ def test_critic_fit_floor_above_the_bound_is_rejected():
     assert build(cfg).alg.update_kl_bound == 0.005
 
 
+def test_progress_start_outside_its_range_is_rejected():
+    cfg = base_cfg()
+    cfg["algorithm"] |= {"kl_bound_rule": "progress", "kl_bound": 0.2}  # above the default kl_bound_max 0.1
+    message = config_error(cfg)
+    for part in ["algorithm.kl_bound=0.2", "progress", "[0.01, 0.1]"]:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
 def test_auto_support_on_both_ends_is_valid():
     cfg = base_cfg()
     cfg["critic"] |= {"value_min": "auto", "value_max": "auto"}

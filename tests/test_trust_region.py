@@ -1,6 +1,6 @@
 """The trust region holds a full update inside the KL bound; without it the same update leaves it far behind.
 
-Under ``kl_bound_rule: critic_fit`` the bound the gate holds is the one the critic's fit of the fresh returns sets.
+Under ``kl_bound_rule: progress`` or ``critic_fit`` the bound the gate holds is the one the rule sets.
 """
 
 import copy
@@ -11,7 +11,7 @@ import torch
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import train_cfg
-from trudi.trust_region import critic_fit_bound, reverse_trajectory_kl, trajectory_kl
+from trudi.trust_region import ProgressBound, critic_fit_bound, reverse_trajectory_kl, trajectory_kl
 
 KL_BOUND = 0.01
 
@@ -144,3 +144,47 @@ def test_the_explained_variance_is_that_of_the_critic_on_the_fresh_returns():
     assert measured == pytest.approx(expected.item(), abs=1e-3)
     assert logged["critic/explained_variance"] == pytest.approx(measured)
     assert logged["trust_region/kl_bound"] == pytest.approx(critic_fit_bound(measured, 0.001, 0.1))
+
+
+def test_progress_bound_widens_after_a_rise_narrows_after_a_fall_and_stays_in_range():
+    bound = ProgressBound(initial=0.03, minimum=0.01, maximum=0.1, growth=1.25)
+    assert bound.step(0.5) == pytest.approx(0.03)  # the first update has nothing to compare with
+    assert bound.step(0.6) == pytest.approx(0.0375)  # rose
+    assert bound.step(0.6) == pytest.approx(0.0375)  # equal: kept
+    assert bound.step(0.4) == pytest.approx(0.03)  # fell
+    for reward in range(10):
+        last = bound.step(float(reward))
+    assert last == pytest.approx(0.1)  # ceiling
+    for reward in range(30, 0, -1):
+        last = bound.step(float(reward))
+    assert last == pytest.approx(0.01)  # floor
+
+
+def _progress_runner(seed: int = 0) -> OnPolicyRunner:
+    torch.manual_seed(seed)
+    env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=seed)
+    cfg = train_cfg("InvertedPendulum-v5", "trudi")
+    cfg["algorithm"].update(kl_bound_rule="progress", num_mini_batches=4)
+    return OnPolicyRunner(env, cfg, log_dir=None)
+
+
+def test_progress_bound_follows_the_rollouts_reward_and_survives_a_resume():
+    runner = _progress_runner()
+    alg = runner.alg
+    bounds, rewards = [], []
+    for _ in range(4):
+        runner.learn(1)
+        bounds.append(float(alg.progress_bound.bound))
+        rewards.append(float(alg.progress_bound.previous_reward))
+    # Each update's bound is the last one moved by the sign of the change in the rollout's mean reward per step.
+    for previous, current, last_bound, bound in zip(rewards, rewards[1:], bounds, bounds[1:], strict=False):
+        expected = last_bound * 1.25 if current > previous else last_bound / 1.25 if current < previous else last_bound
+        assert bound == pytest.approx(min(0.1, max(0.01, expected)))
+    assert alg.update_kl_bound == pytest.approx(bounds[-1])
+    # A checkpoint keeps the bound and the last reward; a fresh algorithm loaded from it continues from there.
+    resumed = _progress_runner(seed=1)
+    resumed.alg.load(alg.save(), None, strict=True)
+    assert resumed.alg.update_kl_bound == pytest.approx(bounds[-1])
+    assert float(resumed.alg.progress_bound.previous_reward) == pytest.approx(rewards[-1])
+    runner.env.close()
+    resumed.env.close()

@@ -27,6 +27,7 @@ from trudi.storage import Transition, TruDiStorage
 from trudi.trust_region import (
     LagrangeDuals,
     OldChains,
+    ProgressBound,
     actor_objective,
     critic_fit_bound,
     forward_trajectory_kl,
@@ -67,8 +68,8 @@ class TruDi:
     """Trust-region diffusion policy optimisation (docs/algorithm.md §1).
 
     Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
-    the bootstrap value) -> lambda-returns on Q -> this update's KL bound (from the critic's fit of those returns with
-    ``kl_bound_rule: critic_fit``) -> ``critic_warmup_epochs x num_mini_batches`` critic steps ->
+    the bootstrap value) -> lambda-returns on Q -> this update's KL bound (``kl_bound_rule``) ->
+    ``critic_warmup_epochs x num_mini_batches`` critic steps ->
     ``num_learning_epochs x num_mini_batches`` of {critic step; actor step with the per-state trust-region gate; dual
     steps} -> update the observation normalisers -> sync the old actor.
     """
@@ -124,8 +125,14 @@ class TruDi:
                 " critic_fit bound runs from kl_bound_min up to kl_bound; use a value <= kl_bound, or kl_bound_rule"
                 " 'fixed'."
             )
-        # This update's bound: kl_bound, or under critic_fit set at the start of each update.
+        if o.kl_bound_rule == "progress" and not o.kl_bound_min <= o.kl_bound <= o.kl_bound_max:
+            raise ConfigError(
+                f"algorithm.kl_bound={o.kl_bound!r} is invalid with kl_bound_rule 'progress': it is the first update's"
+                f" bound and must lie in [kl_bound_min, kl_bound_max] = [{o.kl_bound_min!r}, {o.kl_bound_max!r}]."
+            )
+        # This update's bound: kl_bound, or under progress / critic_fit set at the start of each update.
         self.update_kl_bound = o.kl_bound
+        self.progress_bound = ProgressBound(o.kl_bound, o.kl_bound_min, o.kl_bound_max, o.kl_bound_growth)
         if o.cuda_graphs and not o.torch_compile:
             raise ConfigError(
                 "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
@@ -386,7 +393,9 @@ class TruDi:
         if first_update:
             self._start(observations)
         fit_stats = {}
-        if self.kl_bound_rule == "critic_fit":
+        if self.kl_bound_rule == "progress":
+            self.update_kl_bound = self.progress_bound.step(self._mean_rollout_reward())
+        elif self.kl_bound_rule == "critic_fit":
             explained_variance = self._critic_explained_variance(observations)
             self.update_kl_bound = critic_fit_bound(explained_variance, self.kl_bound_min, self.kl_bound)
             fit_stats["critic/explained_variance"] = explained_variance
@@ -452,6 +461,14 @@ class TruDi:
             torch.distributed.all_reduce(entropy)
             entropy /= self.gpu_world_size
         self.duals.start(entropy)
+
+    def _mean_rollout_reward(self) -> float:
+        """The stored rollout's mean raw reward per step, over all ranks."""
+        mean_reward = self.storage.rewards.mean()
+        if self.is_multi_gpu:
+            torch.distributed.all_reduce(mean_reward)
+            mean_reward /= self.gpu_world_size
+        return float(mean_reward)
 
     def _critic_explained_variance(self, observations: TensorDict) -> float:
         """``1 - Var(G - Q(s, a)) / Var(G)`` over the stored rollout (all ranks), before the critic trains on it.
@@ -651,6 +668,7 @@ class TruDi:
             "optimizer_state_dict": self.optimizer.state_dict(),
             "old_actor_state_dict": self.old_actor.state_dict(),
             "duals_state_dict": self.duals.state_dict(),
+            "progress_bound_state_dict": self.progress_bound.state_dict(),
             "return_scale_state_dict": self.return_scale.state_dict() if self.return_scale is not None else None,
             "rng_state": rng_state,
         }
@@ -688,6 +706,11 @@ class TruDi:
             scale_state = loaded_dict.get("return_scale_state_dict")
             if self.return_scale is not None and scale_state is not None:
                 self.return_scale.load_state_dict(scale_state, strict=strict)
+            # Checkpoints from before the progress rule have no bound state: such a run restarts it at kl_bound.
+            if "progress_bound_state_dict" in loaded_dict:
+                self.progress_bound.load_state_dict(loaded_dict["progress_bound_state_dict"], strict=strict)
+                if self.kl_bound_rule == "progress":
+                    self.update_kl_bound = float(self.progress_bound.bound)
         # Only rank 0's generators are in a checkpoint; the other ranks keep their own (per-rank seeded) ones, or every
         # rank would draw the same noise after a resume.
         if load_cfg.get("rng") and "rng_state" in loaded_dict and self.gpu_global_rank == 0:

@@ -192,6 +192,35 @@ def critic_fit_bound(explained_variance: float, kl_bound_min: float, kl_bound: f
     return max(kl_bound_min, kl_bound * min(max(explained_variance, 0.0), 1.0) ** 2)
 
 
+class ProgressBound(nn.Module):
+    """The ``progress`` rule's bound: a trust-region radius that grows after progress and shrinks after a setback.
+
+    As a classical trust-region method widens its radius after a step that improved the objective and narrows it after
+    one that did not, each update compares the mean reward per step of the rollout it is given (collected by the
+    policy the last update produced) with the previous rollout's, and multiplies the bound by ``growth`` if it rose,
+    divides it if it fell, keeps it if equal, within ``[minimum, maximum]``. The first update keeps ``initial``. The
+    bound and the last reward are buffers, so a resumed run continues where it stopped.
+    """
+
+    def __init__(self, initial: float, minimum: float, maximum: float, growth: float) -> None:
+        super().__init__()
+        self.minimum, self.maximum, self.growth = minimum, maximum, growth
+        self.register_buffer("bound", torch.tensor(initial, dtype=torch.float64))
+        self.register_buffer("previous_reward", torch.tensor(math.nan, dtype=torch.float64))
+
+    def step(self, mean_reward: float) -> float:
+        """The bound of the update about to run, from its rollout's mean reward per step (the same on every rank)."""
+        bound, previous = float(self.bound), float(self.previous_reward)
+        if mean_reward > previous:
+            bound = min(self.maximum, bound * self.growth)
+        elif mean_reward < previous:
+            bound = max(self.minimum, bound / self.growth)
+        # (Comparisons with the first update's nan are false: that update keeps the initial bound.)
+        self.bound.fill_(bound)
+        self.previous_reward.fill_(mean_reward)
+        return bound
+
+
 def actor_objective(
     trust_region: str,
     kl: torch.Tensor,
