@@ -88,7 +88,7 @@ def test_without_normalisation_the_same_runs_differ():
 def test_duals_move_by_more_than_ten_times_in_a_short_run_when_far_from_target():
     # Entropy far above its target (an unreachable target) and the KL far above its bound (a tiny bound): both duals
     # must respond by more than a factor 10 within 6 iterations (6 x 2 epochs x 32 mini-batches = 384 Adam steps).
-    _, stats = _train(1.0, iterations=6, entropy_target_mult=50.0, kl_bound=1e-6)
+    _, stats = _train(1.0, iterations=6, entropy_target_mult=50.0, kl_bound_rule="fixed", kl_bound=1e-6)
     defaults = inspect.signature(TruDi.__init__).parameters
     alpha_0, lambda_0 = defaults["init_entropy_coef"].default, defaults["init_kl_multiplier"].default
     alpha, multiplier = stats["entropy/coef"], stats["trust_region/kl_multiplier"]

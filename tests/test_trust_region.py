@@ -26,7 +26,7 @@ def _kl_after_one_update(
     """Mean trajectory KL (in the direction the update bounds) between the policy before and after one update.
 
     ``scramble_critic`` redraws the critic's output layer before the rollout, so that its values no longer fit the
-    returns; ``algorithm`` overrides the options below (the bound ``KL_BOUND``, fixed by default).
+    returns; ``algorithm`` overrides the options below (the bound ``KL_BOUND``, fixed).
     """
     torch.manual_seed(0)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=0)
@@ -38,6 +38,7 @@ def _kl_after_one_update(
         trust_region=trust_region,
         kl_direction=kl_direction,
         mixed_precision=mixed_precision,
+        kl_bound_rule="fixed",
         kl_bound=KL_BOUND,
         init_kl_multiplier=10.0,
         learning_rate=1e-3,
@@ -164,7 +165,7 @@ def _progress_runner(seed: int = 0) -> OnPolicyRunner:
     torch.manual_seed(seed)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=seed)
     cfg = train_cfg("InvertedPendulum-v5", "trudi")
-    cfg["algorithm"].update(kl_bound_rule="progress", num_mini_batches=4)
+    cfg["algorithm"].update(num_mini_batches=4)  # kl_bound_rule: progress is the default
     return OnPolicyRunner(env, cfg, log_dir=None)
 
 

@@ -125,14 +125,12 @@ class TruDi:
                 " critic_fit bound runs from kl_bound_min up to kl_bound; use a value <= kl_bound, or kl_bound_rule"
                 " 'fixed'."
             )
-        if o.kl_bound_rule == "progress" and not o.kl_bound_min <= o.kl_bound <= o.kl_bound_max:
-            raise ConfigError(
-                f"algorithm.kl_bound={o.kl_bound!r} is invalid with kl_bound_rule 'progress': it is the first update's"
-                f" bound and must lie in [kl_bound_min, kl_bound_max] = [{o.kl_bound_min!r}, {o.kl_bound_max!r}]."
-            )
         # This update's bound: kl_bound, or under progress / critic_fit set at the start of each update.
         self.update_kl_bound = o.kl_bound
-        self.progress_bound = ProgressBound(o.kl_bound, o.kl_bound_min, o.kl_bound_max, o.kl_bound_growth)
+        # A kl_bound outside [kl_bound_min, kl_bound_max] widens the progress range to it rather than being refused.
+        self.progress_bound = ProgressBound(
+            o.kl_bound, min(o.kl_bound_min, o.kl_bound), max(o.kl_bound_max, o.kl_bound), o.kl_bound_growth
+        )
         if o.cuda_graphs and not o.torch_compile:
             raise ConfigError(
                 "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
