@@ -162,7 +162,7 @@ def test_critic_fit_floor_above_the_bound_is_rejected():
 
 def test_a_progress_start_outside_its_range_widens_the_range():
     cfg = base_cfg()
-    cfg["algorithm"] |= {"kl_bound": 0.2}  # above the default kl_bound_max 0.1
+    cfg["algorithm"] |= {"kl_bound_rule": "progress", "kl_bound": 0.2}  # above the default kl_bound_max 0.1
     bound = build(cfg).alg.progress_bound
     assert (float(bound.bound), bound.minimum, bound.maximum) == (0.2, 0.01, 0.2)
 

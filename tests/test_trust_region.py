@@ -165,7 +165,7 @@ def _progress_runner(seed: int = 0) -> OnPolicyRunner:
     torch.manual_seed(seed)
     env = GymVecEnv("InvertedPendulum-v5", num_envs=8, seed=seed)
     cfg = train_cfg("InvertedPendulum-v5", "trudi")
-    cfg["algorithm"].update(num_mini_batches=4)  # kl_bound_rule: progress is the default
+    cfg["algorithm"].update(kl_bound_rule="progress", num_mini_batches=4)
     return OnPolicyRunner(env, cfg, log_dir=None)
 
 

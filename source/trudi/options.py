@@ -41,11 +41,11 @@ mini-batch (SPEC). ``update``: ``K`` chains per state sampled once per update an
 is frozen during an update, so they have the same distribution, but the epochs' estimates are correlated).
 ``rollout``: the chain that produced the stored action, kept by the rollout (the actor equals the old policy while it
 collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
-KL_BOUND_RULES = ("progress", "fixed", "critic_fit")
-"""How each update's bound is set. ``progress`` (default): starts at ``kl_bound``, widened after a rollout whose mean
-reward per step rose since the previous rollout and narrowed after one where it fell, within ``[kl_bound_min,
-kl_bound_max]``. ``fixed``: ``kl_bound`` every update (SPEC). ``critic_fit``: from ``kl_bound_min`` up to
-``kl_bound`` as the critic explains more of the variance of the update's fresh returns."""
+KL_BOUND_RULES = ("fixed", "progress", "critic_fit")
+"""How each update's bound is set. ``fixed`` (default): ``kl_bound`` every update (SPEC). ``progress``: starts at
+``kl_bound``, widened after a rollout whose mean reward per step rose since the previous rollout and narrowed after
+one where it fell, within ``[kl_bound_min, kl_bound_max]``. ``critic_fit``: from ``kl_bound_min`` up to ``kl_bound``
+as the critic explains more of the variance of the update's fresh returns."""
 ENTROPY_TARGET_REFERENCES = ("initial", "zero")
 """``H_ref`` of the entropy target ``H_ref - c_H d``: the initial policy's estimate, or 0 (SPEC)."""
 MIXED_PRECISION_MODES = ("none", "bf16")
@@ -205,13 +205,13 @@ class AlgorithmOptions(Options):
     """per-state bound on the trajectory KL (SPEC 0.1; a looser bound lets the actor follow the critic's errors
     further each update: Deviations); with `kl_bound_rule: progress`, the first update's bound; with `critic_fit`, the
     bound of an update whose critic explains all of the fresh returns' variance"""
-    kl_bound_rule: str = option("progress", one_of(KL_BOUND_RULES))
-    """`progress`: each update's bound is the last one times `kl_bound_growth` if the rollout's mean reward per step
-    rose since the previous rollout, divided by it if it fell, within [`kl_bound_min`, `kl_bound_max`], widened to
-    include `kl_bound` if it lies outside (§1.2, Deviations); `fixed`: `kl_bound` every update (SPEC); `critic_fit`:
-    each update's bound grows from `kl_bound_min` to `kl_bound` with the square of the critic's explained variance of
-    that update's fresh λ-returns, measured before it trains on them (§1.2; measured not to pay at this project's CPU
-    budgets)"""
+    kl_bound_rule: str = option("fixed", one_of(KL_BOUND_RULES))
+    """`fixed`: `kl_bound` every update (SPEC); `progress`: each update's bound is the last one times
+    `kl_bound_growth` if the rollout's mean reward per step rose since the previous rollout, divided by it if it fell,
+    within [`kl_bound_min`, `kl_bound_max`], widened to include `kl_bound` if it lies outside (§1.2; led PPO on
+    Hopper-v5 but one Isaac-Cartpole seed of three did not learn with it); `critic_fit`: each update's bound grows
+    from `kl_bound_min` to `kl_bound` with the square of the critic's explained variance of that update's fresh
+    λ-returns, measured before it trains on them (§1.2; measured not to pay at this project's CPU budgets)"""
     kl_bound_min: float = option(0.01, positive, "ε_min")
     """the smallest bound of `progress` and `critic_fit` (`critic_fit`: ≤ `kl_bound`)"""
     kl_bound_max: float = option(0.1, positive, "ε_max")
