@@ -454,19 +454,18 @@ class TruDi:
                 for n in range(self.old_actor.process.num_steps):
                     means[:, n] = self.old_actor.step_mean(latents[:, n], condition, n)
             running = self.old_actor.sde_chain(state)[2]
-        entropy = -running.mean()
+        self.duals.start(self._mean_over_ranks(-running.mean()))
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` (a per-rank mean over equal batch sizes) averaged over the torchrun ranks; unchanged alone."""
         if self.is_multi_gpu:
-            torch.distributed.all_reduce(entropy)
-            entropy /= self.gpu_world_size
-        self.duals.start(entropy)
+            torch.distributed.all_reduce(value)
+            value /= self.gpu_world_size
+        return value
 
     def _mean_rollout_reward(self) -> float:
         """The stored rollout's mean raw reward per step, over all ranks."""
-        mean_reward = self.storage.rewards.mean()
-        if self.is_multi_gpu:
-            torch.distributed.all_reduce(mean_reward)
-            mean_reward /= self.gpu_world_size
-        return float(mean_reward)
+        return float(self._mean_over_ranks(self.storage.rewards.mean()))
 
     def _critic_explained_variance(self, observations: TensorDict) -> float:
         """``1 - Var(G - Q(s, a)) / Var(G)`` over the stored rollout (all ranks), before the critic trains on it.
