@@ -147,11 +147,12 @@ def test_the_explained_variance_is_that_of_the_critic_on_the_fresh_returns():
     assert logged["trust_region/kl_bound"] == pytest.approx(critic_fit_bound(measured, 0.001, 0.1))
 
 
-def test_progress_bound_widens_after_a_rise_narrows_after_a_fall_and_stays_in_range():
+def test_progress_bound_widens_after_a_rise_narrows_otherwise_and_stays_in_range():
     bound = ProgressBound(initial=0.03, minimum=0.01, maximum=0.1, growth=1.25)
     assert bound.step(0.5) == pytest.approx(0.03)  # the first update has nothing to compare with
     assert bound.step(0.6) == pytest.approx(0.0375)  # rose
-    assert bound.step(0.6) == pytest.approx(0.0375)  # equal: kept
+    assert bound.step(0.6) == pytest.approx(0.03)  # equal: no progress, narrowed
+    assert bound.step(0.7) == pytest.approx(0.0375)  # rose
     assert bound.step(0.4) == pytest.approx(0.03)  # fell
     for reward in range(10):
         last = bound.step(float(reward))
@@ -177,9 +178,9 @@ def test_progress_bound_follows_the_rollouts_reward_and_survives_a_resume():
         runner.learn(1)
         bounds.append(float(alg.progress_bound.bound))
         rewards.append(float(alg.progress_bound.previous_reward))
-    # Each update's bound is the last one moved by the sign of the change in the rollout's mean reward per step.
+    # Each update's bound is the last one widened after a rise in the rollout's mean reward per step, else narrowed.
     for previous, current, last_bound, bound in zip(rewards, rewards[1:], bounds, bounds[1:], strict=False):
-        expected = last_bound * 1.25 if current > previous else last_bound / 1.25 if current < previous else last_bound
+        expected = last_bound * 1.25 if current > previous else last_bound / 1.25
         assert bound == pytest.approx(min(0.1, max(0.01, expected)))
     assert alg.update_kl_bound == pytest.approx(bounds[-1])
     # A checkpoint keeps the bound and the last reward; a fresh algorithm loaded from it continues from there.

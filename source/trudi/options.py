@@ -44,7 +44,7 @@ collects, so it is an old-policy sample; ``K = 1``, no extra passes)."""
 KL_BOUND_RULES = ("fixed", "progress", "critic_fit")
 """How each update's bound is set. ``fixed``: ``kl_bound`` every update (SPEC). ``progress`` (default): starts at
 ``kl_bound``, widened after a rollout whose mean reward per step rose since the previous rollout and narrowed after
-one where it fell, within ``[kl_bound_min, kl_bound_max]``. ``critic_fit``: from ``kl_bound_min`` up to ``kl_bound``
+one where it did not, within ``[kl_bound_min, kl_bound_max]``. ``critic_fit``: from ``kl_bound_min`` up to ``kl_bound``
 as the critic explains more of the variance of the update's fresh returns."""
 ENTROPY_TARGET_REFERENCES = ("initial", "zero")
 """``H_ref`` of the entropy target ``H_ref - c_H d``: the initial policy's estimate, or 0 (SPEC)."""
@@ -207,11 +207,11 @@ class AlgorithmOptions(Options):
     fresh returns' variance"""
     kl_bound_rule: str = option("progress", one_of(KL_BOUND_RULES))
     """`progress` (default): each update's bound is the last one times `kl_bound_growth` if the rollout's mean reward
-    per step rose since the previous rollout, divided by it if it fell, within [`kl_bound_min`, `kl_bound_max`],
-    widened to include `kl_bound` if it lies outside (§1.2); `fixed`: `kl_bound` every update (SPEC); `critic_fit`:
-    each update's bound grows from `kl_bound_min` to `kl_bound` with the square of the critic's explained variance of
-    that update's fresh λ-returns, measured before it trains on them (§1.2; measured not to pay at this project's CPU
-    budgets)"""
+    per step rose since the previous rollout, divided by it if it did not (an equal reward is no progress), within
+    [`kl_bound_min`, `kl_bound_max`], widened to include `kl_bound` if it lies outside (§1.2); `fixed`: `kl_bound`
+    every update (SPEC); `critic_fit`: each update's bound grows from `kl_bound_min` to `kl_bound` with the square of
+    the critic's explained variance of that update's fresh λ-returns, measured before it trains on them (§1.2;
+    measured not to pay at this project's CPU budgets)"""
     kl_bound_min: float = option(0.01, positive, "ε_min")
     """the smallest bound of `progress` and `critic_fit` (`critic_fit`: ≤ `kl_bound`)"""
     kl_bound_max: float = option(0.1, positive, "ε_max")

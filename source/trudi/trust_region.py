@@ -197,9 +197,11 @@ class ProgressBound(nn.Module):
 
     As a classical trust-region method widens its radius after a step that improved the objective and narrows it after
     one that did not, each update compares the mean reward per step of the rollout it is given (collected by the
-    policy the last update produced) with the previous rollout's, and multiplies the bound by ``growth`` if it rose,
-    divides it if it fell, keeps it if equal, within ``[minimum, maximum]``. The first update keeps ``initial``. The
-    bound and the last reward are buffers, so a resumed run continues where it stopped.
+    policy the last update produced) with the previous rollout's, and multiplies the bound by ``growth`` if it rose
+    and divides it if it did not, within ``[minimum, maximum]``. An equal reward counts as no progress: it happens on
+    a task whose reward per step saturates (a balanced pendulum earns exactly 1 per step), where it narrows the bound
+    around a solved policy. The first update keeps ``initial``. The bound and the last reward are buffers, so a
+    resumed run continues where it stopped.
     """
 
     def __init__(self, initial: float, minimum: float, maximum: float, growth: float) -> None:
@@ -213,7 +215,7 @@ class ProgressBound(nn.Module):
         bound, previous = float(self.bound), float(self.previous_reward)
         if mean_reward > previous:
             bound = min(self.maximum, bound * self.growth)
-        elif mean_reward < previous:
+        elif mean_reward <= previous:
             bound = max(self.minimum, bound / self.growth)
         # (Comparisons with the first update's nan are false: that update keeps the initial bound.)
         self.bound.fill_(bound)
