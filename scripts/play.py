@@ -15,7 +15,7 @@ import os
 
 from trudi import cli
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import get_task, is_embedded, require_isaaclab, train_cfg
+from trudi.tasks import get_task, is_embedded, require_simulator, train_cfg
 from trudi.workflow import (
     evaluate,
     export_policy,
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Evaluate and export; returns the mean/std return and the export paths."""
     args, overrides = parse_args(argv)
     if not is_embedded(args.task):
-        require_isaaclab(args.task)
+        require_simulator(args.task, "play")
         from trudi_isaaclab.workflow import play
 
         return play(args, overrides)

@@ -11,7 +11,9 @@ With Isaac Lab installed, any other task id runs Isaac Lab's own RSL-RL train fl
     python scripts/train.py --task Isaac-Cartpole --algo trudi --num_envs 256 --device cpu --max_iterations 100
     python scripts/train.py --task Isaac-Cartpole --algo trudi --device cpu --checkpoint latest   # resume
 
-Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit), which need no GPU.
+Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit), which need no GPU. An
+mjlab task (``Mjlab-...``) trains with mjlab's own ``train`` entry point on its ``-TruDi`` variant
+(exts/trudi_mjlab/README.md); given one, this script names that command.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 
 from trudi import cli
 from trudi.rsl_rl import OnPolicyRunner
-from trudi.tasks import get_task, is_embedded, isaaclab_installed, require_isaaclab, train_cfg
+from trudi.tasks import get_task, is_embedded, isaaclab_installed, require_simulator, train_cfg
 from trudi.workflow import (
     dump_params,
     load_checkpoint,
@@ -49,7 +51,7 @@ def isaaclab_task(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]
     args, rest = parser.parse_known_args(argv)
     if is_embedded(args.task):
         return None
-    require_isaaclab(args.task)
+    require_simulator(args.task, "train")
     overrides = cli.override_tokens(rest)
     return args, [token for token in rest if token not in overrides], overrides
 

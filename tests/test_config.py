@@ -79,7 +79,7 @@ INVALID_VALUES = [
     ("algorithm", "kl_mode", "median", ["algorithm.kl_mode='median'", "'full'", "'mean'"]),
     ("algorithm", "kl_direction", "both", ["algorithm.kl_direction='both'", "'forward'", "'reverse'"]),
     ("algorithm", "mixed_precision", "fp16", ["algorithm.mixed_precision='fp16'", "'none'", "'bf16'"]),
-    ("algorithm", "torch_compile", "yes", ["algorithm.torch_compile='yes'", "true or false"]),
+    ("algorithm", "sarsa_bootstrap", "yes", ["algorithm.sarsa_bootstrap='yes'", "true or false"]),
     ("algorithm", "trust_region", "clip", ["algorithm.trust_region='clip'", "'gate'", "'penalty'", "'none'"]),
     ("algorithm", "kl_samples", "4", ["algorithm.kl_samples='4'", "integer"]),
     ("algorithm", "kl_samples", 0, ["algorithm.kl_samples=0", ">= 1"]),
@@ -157,14 +157,14 @@ def test_critic_fit_floor_above_the_bound_is_rejected():
     for part in ["algorithm.kl_bound_min=0.01", "algorithm.kl_bound=0.005", "<= kl_bound"]:
         assert part in message, f"{part!r} not in {message!r}"
     cfg["algorithm"] |= {"kl_bound_rule": "fixed"}  # the floor is unused with a fixed bound
-    assert build(cfg).alg.update_kl_bound == 0.005
+    assert build(cfg).alg.bound.value == 0.005
 
 
 def test_a_progress_start_outside_its_range_widens_the_range():
     cfg = base_cfg()
     cfg["algorithm"] |= {"kl_bound_rule": "progress", "kl_bound": 0.2}  # above the default kl_bound_max 0.1
-    bound = build(cfg).alg.progress_bound
-    assert (float(bound.bound), bound.minimum, bound.maximum) == (0.2, 0.01, 0.2)
+    bound = build(cfg).alg.bound
+    assert (bound.value, bound.minimum, bound.maximum) == (0.2, 0.01, 0.2)
 
 
 def test_auto_support_on_both_ends_is_valid():
@@ -228,7 +228,7 @@ def test_merge_yaml_then_overrides(tmp_path):
     assert merged["algorithm"]["class_name"] == "trudi.rsl_rl:TruDi"
     assert cfg == base_cfg(), "the input config must not be mutated"
     # The merged config builds.
-    assert build(merged).alg.kl_bound == 0.3
+    assert build(merged).alg.cfg.kl_bound == 0.3
 
 
 def test_merge_without_yaml_or_overrides_is_identity():
@@ -292,20 +292,31 @@ def test_train_script_main_raises_the_config_error(tmp_path):
     assert not list(tmp_path.rglob("model_*.pt"))
 
 
-def test_train_script_exits_with_the_config_error(tmp_path):
+def run_train_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``scripts/train.py args`` in a subprocess with this checkout's ``source/`` first on the path."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "source"), os.environ.get("PYTHONPATH")])),
     }
-    result = subprocess.run(
-        [sys.executable, str(TRAIN_SCRIPT), *TRAIN_ARGS, "--log_root", str(tmp_path), "agent.algorithm.kl_bound=-1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
+    return subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
     )
+
+
+def test_train_script_exits_with_the_config_error(tmp_path):
+    result = run_train_script([*TRAIN_ARGS, "--log_root", str(tmp_path), "agent.algorithm.kl_bound=-1"], tmp_path)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "algorithm.kl_bound=-1 is invalid" in last_line, result.stderr[-2000:]
     assert not list(tmp_path.rglob("model_*.pt"))
+
+
+@pytest.mark.parametrize("task", ["Mjlab-Velocity-Flat-Unitree-G1", "Mjlab-Velocity-Flat-Unitree-G1-TruDi"])
+def test_train_script_names_mjlabs_own_command_for_an_mjlab_task(tmp_path, task):
+    # mjlab tasks train through mjlab's `train` entry point, on their -TruDi variant (exts/trudi_mjlab/README.md).
+    result = run_train_script(["--task", task], tmp_path)
+    assert result.returncode != 0 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"[trudi] --task={task!r} is an mjlab task: "), line
+    assert "train it with `train Mjlab-Velocity-Flat-Unitree-G1-TruDi` in a venv with mjlab" in line, line
+    assert "exts/trudi_mjlab/README.md" in line, line

@@ -23,9 +23,9 @@ from trudi.config import ConfigError
 from trudi.envs import GymVecEnv
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.sampler import squash
+from trudi.storage import OldChains
 from trudi.tasks import train_cfg
 from trudi.trust_region import (
-    OldChains,
     actor_objective,
     forward_trajectory_kl,
     gate_aware_forward_kl,
@@ -230,11 +230,11 @@ def test_sarsa_bootstrap_resamples_after_an_update():
     runner, env = _rollout_runner(sarsa_bootstrap=True)
     alg = runner.alg
     _collect(runner, env)
-    assert alg._next_sample is not None
+    assert alg.rollout._next_sample is not None
     with torch.inference_mode():
         alg.compute_returns(env.get_observations())
     alg.update()
-    assert alg._next_sample is None  # the cached chain came from the policy before the update
+    assert alg.rollout._next_sample is None  # the cached chain came from the policy before the update
     env.close()
 
 
@@ -277,10 +277,10 @@ def test_time_outs_bootstrap_from_the_final_observation_when_there_is_one(final_
     alg, obs = runner.alg, env.get_observations()
     with torch.inference_mode():
         alg.act(obs)
-        one_step_early = alg._last_sample.value
+        one_step_early = alg.rollout._last_sample.value
         if one_step_early is None:  # the rollout's first step: Q(s_t, a_t) is computed in process_env_step
-            one_step_early = alg.critic(obs, squash(alg._last_sample.x_final))
-        obs, rewards, dones, extras = env.step(alg.actor.action_scale * alg._last_actions)
+            one_step_early = alg.critic(obs, squash(alg.rollout._last_sample.x_final))
+        obs, rewards, dones, extras = env.step(alg.actor.action_scale * alg.rollout._last_actions)
         time_outs = extras["time_outs"]
         torch.manual_seed(123)
         alg.process_env_step(obs, rewards, dones, extras)
@@ -288,9 +288,9 @@ def test_time_outs_bootstrap_from_the_final_observation_when_there_is_one(final_
         if final_obs:
             # The same draws again: the chain at s' first, then the chains at the final observations.
             torch.manual_seed(123)
-            alg._sample_policy(obs)
+            alg.rollout._sample_policy(obs)
             final = TensorDict({"policy": extras["final_obs"]["policy"][time_outs]}, batch_size=[int(time_outs.sum())])
-            x_final = alg._sample_chain(alg.actor.get_latent(final))[0]
+            x_final = alg.rollout.sample_chain(alg.actor.get_latent(final))[0]
             expected = alg.critic(final, squash(x_final))
         else:
             expected = one_step_early[time_outs]

@@ -10,6 +10,7 @@ import torch
 
 from trudi.envs import TwoModeBandit
 from trudi.rsl_rl import OnPolicyRunner
+from trudi.runtime import Runtime
 from trudi.tasks import train_cfg
 
 
@@ -64,9 +65,8 @@ def test_bf16_chain_matches_float32_to_bfloat16_accuracy():
     state = torch.randn(256, alg.actor.obs_dim)
     results = {}
     for name in ("none", "bf16"):
-        alg.mixed_precision = name
         torch.manual_seed(1)
-        with torch.no_grad(), alg._autocast():
+        with torch.no_grad(), Runtime("cpu", name).autocast():
             x_final, log_likelihood, _ = alg.actor.sde_chain(state)
         results[name] = (x_final, log_likelihood)
     (x32, ll32), (x16, ll16) = results["none"], results["bf16"]

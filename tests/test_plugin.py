@@ -240,7 +240,7 @@ def test_multi_gpu_gradient_reduction(tmp_path, monkeypatch, bucketed):
     alg = runner.alg
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
-        alg.is_multi_gpu, alg.gpu_world_size = True, 2
+        alg.runtime.is_multi_gpu, alg.runtime.world_size = True, 2
         loss = sum(param.square().sum() for param in alg.actor.parameters()) + alg.duals.entropy_coef
         alg.optimizer.zero_grad()
         loss.backward()
@@ -250,7 +250,7 @@ def test_multi_gpu_gradient_reduction(tmp_path, monkeypatch, bucketed):
         for param, grad in zip(params, expected, strict=True):
             assert torch.allclose(param.grad, grad)
         # A full training iteration through the multi-GPU code path.
-        alg.gpu_world_size = 1
+        alg.runtime.world_size = 1
         runner.learn(num_learning_iterations=1)
     finally:
         dist.destroy_process_group()

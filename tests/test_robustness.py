@@ -37,7 +37,7 @@ def _train(factor: float, iterations: int = 4, **algorithm) -> tuple[OnPolicyRun
     cfg["algorithm"].update(algorithm)
     runner = OnPolicyRunner(env, cfg, log_dir=None)
     runner.learn(iterations)
-    stats = runner.alg._state_diagnostics()
+    stats = runner.alg.learner._state_diagnostics()
     env.close()
     return runner, stats
 

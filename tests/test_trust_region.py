@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from trudi.envs import GymVecEnv
+from trudi.options import AlgorithmOptions
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import train_cfg
-from trudi.trust_region import ProgressBound, critic_fit_bound, reverse_trajectory_kl, trajectory_kl
+from trudi.trust_region import KLBound, critic_fit_bound, reverse_trajectory_kl, trajectory_kl
 
 KL_BOUND = 0.01
 
@@ -138,7 +139,7 @@ def test_the_explained_variance_is_that_of_the_critic_on_the_fresh_returns():
         predictions = alg.critic(observations, alg.storage.actions.flatten(0, 1))
     returns = alg.storage.returns.flatten()
     expected = 1.0 - (returns - predictions).var() / returns.var()
-    measured = alg._critic_explained_variance(observations)
+    measured = alg.learner._critic_explained_variance(observations)
     logged = alg.update()
     env.close()
     print(f"explained variance {measured:.4f}, bound {logged['trust_region/kl_bound']:.4f}")
@@ -148,17 +149,17 @@ def test_the_explained_variance_is_that_of_the_critic_on_the_fresh_returns():
 
 
 def test_progress_bound_widens_after_a_rise_narrows_otherwise_and_stays_in_range():
-    bound = ProgressBound(initial=0.03, minimum=0.01, maximum=0.1, growth=1.25)
-    assert bound.step(0.5) == pytest.approx(0.03)  # the first update has nothing to compare with
-    assert bound.step(0.6) == pytest.approx(0.0375)  # rose
-    assert bound.step(0.6) == pytest.approx(0.03)  # equal: no progress, narrowed
-    assert bound.step(0.7) == pytest.approx(0.0375)  # rose
-    assert bound.step(0.4) == pytest.approx(0.03)  # fell
+    bound = KLBound(AlgorithmOptions(kl_bound=0.03, kl_bound_min=0.01, kl_bound_max=0.1, kl_bound_growth=1.25))
+    assert bound.follow_progress(0.5) == pytest.approx(0.03)  # the first update has nothing to compare with
+    assert bound.follow_progress(0.6) == pytest.approx(0.0375)  # rose
+    assert bound.follow_progress(0.6) == pytest.approx(0.03)  # equal: no progress, narrowed
+    assert bound.follow_progress(0.7) == pytest.approx(0.0375)  # rose
+    assert bound.follow_progress(0.4) == pytest.approx(0.03)  # fell
     for reward in range(10):
-        last = bound.step(float(reward))
+        last = bound.follow_progress(float(reward))
     assert last == pytest.approx(0.1)  # ceiling
     for reward in range(30, 0, -1):
-        last = bound.step(float(reward))
+        last = bound.follow_progress(float(reward))
     assert last == pytest.approx(0.01)  # floor
 
 
@@ -176,17 +177,17 @@ def test_progress_bound_follows_the_rollouts_reward_and_survives_a_resume():
     bounds, rewards = [], []
     for _ in range(4):
         runner.learn(1)
-        bounds.append(float(alg.progress_bound.bound))
-        rewards.append(float(alg.progress_bound.previous_reward))
+        bounds.append(alg.bound.value)
+        rewards.append(alg.bound.previous_reward)
     # Each update's bound is the last one widened after a rise in the rollout's mean reward per step, else narrowed.
     for previous, current, last_bound, bound in zip(rewards, rewards[1:], bounds, bounds[1:], strict=False):
         expected = last_bound * 1.25 if current > previous else last_bound / 1.25
         assert bound == pytest.approx(min(0.1, max(0.01, expected)))
-    assert alg.update_kl_bound == pytest.approx(bounds[-1])
+    assert alg.learner.bound.value == pytest.approx(bounds[-1])
     # A checkpoint keeps the bound and the last reward; a fresh algorithm loaded from it continues from there.
     resumed = _progress_runner(seed=1)
     resumed.alg.load(alg.save(), None, strict=True)
-    assert resumed.alg.update_kl_bound == pytest.approx(bounds[-1])
-    assert float(resumed.alg.progress_bound.previous_reward) == pytest.approx(rewards[-1])
+    assert resumed.alg.bound.value == pytest.approx(bounds[-1])
+    assert resumed.alg.bound.previous_reward == pytest.approx(rewards[-1])
     runner.env.close()
     resumed.env.close()

@@ -1,89 +1,75 @@
-"""TruDi: trust-region diffusion policies, as an RSL-RL algorithm beside PPO in the stock ``OnPolicyRunner``."""
+"""TruDi: trust-region diffusion policies, as an RSL-RL algorithm beside PPO in the stock ``OnPolicyRunner``.
+
+:class:`TruDi` is what the runner sees; it owns the models and hands the work to two halves that share them:
+:class:`~trudi.rollout.TruDiRollout` acts and stores transitions, :class:`~trudi.update.TruDiUpdate` trains on them.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
-import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from rsl_rl.env import VecEnv
 from rsl_rl.utils import resolve_callable, resolve_obs_groups
 from tensordict import TensorDict
 
 from trudi.actor import DiffusionActor
-from trudi.config import ConfigError, check_int, check_known_keys
+from trudi.config import ConfigError, check_choice, check_int, check_known_keys
 from trudi.critic import QCritic
 from trudi.options import AlgorithmOptions, takes_options
+from trudi.parts import TruDiPart
 from trudi.reward_scale import ReturnScale
-from trudi.sampler import squash
-from trudi.storage import Transition, TruDiStorage
-from trudi.trust_region import (
-    LagrangeDuals,
-    OldChains,
-    ProgressBound,
-    actor_objective,
-    critic_fit_bound,
-    forward_trajectory_kl,
-    gate_aware_forward_kl,
-    reverse_trajectory_kl,
-    sample_old_chains,
-)
+from trudi.rollout import TruDiRollout
+from trudi.runtime import Runtime
+from trudi.storage import TruDiStorage
+from trudi.trust_region import KLBound, LagrangeDuals
+from trudi.update import TruDiUpdate
 
 DEFAULT_CRITIC = "trudi.rsl_rl:QCritic"
 """Critic class used when a config names only the algorithm and the actor."""
 DEFAULT_ACTOR = "trudi.rsl_rl:DiffusionActor"
 """The actor class TruDi is written for."""
-MAX_STATS = ("trust_region/kl_max",)
-"""Logged statistics reduced by a maximum across ranks; all others are averaged."""
-MIXED_PRECISION = {"none": None, "bf16": torch.bfloat16}
-"""The autocast dtype of the network passes for each ``algorithm.mixed_precision`` (``None``: float32 throughout)."""
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 """Device types with a fused Adam kernel in torch; elsewhere (mps, xpu) Adam runs its per-tensor ops."""
-
-
-@dataclass
-class _PolicySample:
-    """One SDE chain per environment, sampled in the rollout, and what the algorithm keeps of it."""
-
-    x_final: torch.Tensor
-    """The last latent ``x_N`` (E, d); the action is ``tanh(x_N)``."""
-    log_likelihood: torch.Tensor
-    """The pseudo log-likelihood ``l`` of the chain (E,)."""
-    latents: torch.Tensor | None = None
-    """``x_0 .. x_{N-1}`` (N, E, d), kept with ``kl_chains: rollout``."""
-    means: torch.Tensor | None = None
-    """The kernel means along the chain (N, E, d), kept with ``kl_chains: rollout``."""
-    value: torch.Tensor | None = None
-    """``Q(s, tanh(x_N))`` (E,), once the critic has evaluated it."""
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+"""The runner's ``torch_compile_mode`` values TruDi accepts (``None`` compiles nothing)."""
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+"""Compile modes that capture CUDA graphs; TruDi copies the outputs out of the graphs' buffers (:func:`graph_safe`)."""
 
 
 class TruDi:
-    """Trust-region diffusion policy optimisation (docs/algorithm.md §1).
+    """Trust-region diffusion policy optimisation (docs/algorithm.md §1), with RSL-RL's algorithm interface.
 
-    Per iteration: collect a rollout with SDE samples (and a second chain at each next state for the soft reward and
-    the bootstrap value) -> lambda-returns on Q -> this update's KL bound (``kl_bound_rule``) ->
-    ``critic_warmup_epochs x num_mini_batches`` critic steps ->
-    ``num_learning_epochs x num_mini_batches`` of {critic step; actor step with the per-state trust-region gate; dual
-    steps} -> update the observation normalisers -> sync the old actor.
+    Per iteration the runner calls :meth:`act` and :meth:`process_env_step` for every step of the rollout, then
+    :meth:`compute_returns` and :meth:`update`. The options are read as typed fields of :attr:`cfg`.
     """
 
+    cfg: AlgorithmOptions
+    """The validated ``algorithm`` options."""
     actor: DiffusionActor
     """The diffusion policy being trained."""
     old_actor: DiffusionActor
     """Frozen copy of the policy that collected the current rollout; the trust region is measured against it."""
     critic: QCritic
     """The distributional Q critic."""
-    duals: LagrangeDuals
-    """Entropy temperature and KL multiplier."""
     storage: TruDiStorage
     """Rollout buffers."""
+    duals: LagrangeDuals
+    """Entropy temperature and KL multiplier."""
+    bound: KLBound
+    """The trust region's bound ``epsilon`` and the rule that sets it each update."""
+    return_scale: ReturnScale | None
+    """The reward normaliser (``None`` without ``reward_normalization``)."""
+    optimizer: torch.optim.Adam
+    """One Adam over the actor's, the critic's and the duals' parameters."""
+    runtime: Runtime
+    """Device, precision of the network passes and torchrun ranks, shared by the rollout and the update."""
+    rollout: TruDiRollout
+    """Acting and storing transitions."""
+    learner: TruDiUpdate
+    """The update."""
 
     @takes_options(AlgorithmOptions)
     def __init__(
@@ -108,66 +94,33 @@ class TruDi:
             **options: The ``algorithm`` options, each declared (type, default, allowed values, meaning) in
                 :class:`~trudi.options.AlgorithmOptions`.
         """
-        o = AlgorithmOptions.validated(options)
-        # Every option is an attribute of the same name; the learning rate sits behind the property RSL-RL reads.
-        for name, value in vars(o).items():
-            setattr(self, "_learning_rate" if name == "learning_rate" else name, value)
-        # The selected states vary in number, which the compiled graphs' fixed shapes cannot follow.
-        self.gate_aware_backward = o.gate_aware_backward and not o.torch_compile
-        if o.kl_chains == "rollout" and o.kl_samples != 1:
-            raise ConfigError(
-                f"algorithm.kl_samples={o.kl_samples!r} is invalid with algorithm.kl_chains='rollout': the rollout"
-                " keeps one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
-            )
-        if o.kl_bound_rule == "critic_fit" and o.kl_bound_min > o.kl_bound:
-            raise ConfigError(
-                f"algorithm.kl_bound_min={o.kl_bound_min!r} is invalid with algorithm.kl_bound={o.kl_bound!r}: the"
-                " critic_fit bound runs from kl_bound_min up to kl_bound; use a value <= kl_bound, or kl_bound_rule"
-                " 'fixed'."
-            )
-        # This update's bound: kl_bound, or under progress / critic_fit set at the start of each update.
-        self.update_kl_bound = o.kl_bound
-        # A kl_bound outside [kl_bound_min, kl_bound_max] widens the progress range to it rather than being refused.
-        self.progress_bound = ProgressBound(
-            o.kl_bound, min(o.kl_bound_min, o.kl_bound), max(o.kl_bound_max, o.kl_bound), o.kl_bound_growth
-        )
-        if o.cuda_graphs and not o.torch_compile:
-            raise ConfigError(
-                "algorithm.cuda_graphs=True is invalid with algorithm.torch_compile=False: CUDA graphs are captured by"
-                " torch.compile(mode='reduce-overhead'); set torch_compile to True as well."
-            )
+        self.cfg = cfg = AlgorithmOptions.validated(options)
         if rnd_cfg is not None:
             raise ConfigError(f"algorithm.rnd_cfg={rnd_cfg!r} is invalid: TruDi does not support RND; use None.")
         batch_size = storage.num_envs * storage.num_steps
-        if o.num_mini_batches > batch_size:
+        if cfg.num_mini_batches > batch_size:
             raise ConfigError(
-                f"algorithm.num_mini_batches={o.num_mini_batches} is invalid: must be <= num_envs * num_steps_per_env"
-                f" = {batch_size}."
+                f"algorithm.num_mini_batches={cfg.num_mini_batches} is invalid: must be <= num_envs *"
+                f" num_steps_per_env = {batch_size}."
             )
-
         self.device = device
+        self.runtime = Runtime.from_multi_gpu_cfg(device, cfg.mixed_precision, multi_gpu_cfg)
+        # RSL-RL's runner reads these two; TruDi has no intrinsic rewards.
+        self.rnd = None
+        self.intrinsic_rewards = None
+
         self.actor = actor
         self.critic = critic
         self.storage = storage
         self.old_actor = copy.deepcopy(actor).requires_grad_(False)
-        # Old-policy chains kept in the storage instead of re-simulated in every mini-batch.
-        self._stored_chains = self.kl_direction == "forward" and self.kl_chains != "mini_batch"
-        self._rollout_chains = self._stored_chains and self.kl_chains == "rollout"
-        if self._stored_chains:
-            num_stored = 1 if self._rollout_chains else self.kl_samples
+        if cfg.stores_old_chains:
+            num_stored = 1 if cfg.keeps_rollout_chains else cfg.kl_samples
             storage.reserve_chains(num_stored, actor.process.num_steps, actor.action_dim)
-        # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
-        self._sample_chain, self._policy_terms = actor.sde_chain, self._chain_and_kl
-        if o.torch_compile:
-            mode = "reduce-overhead" if o.cuda_graphs else "default"
-            self._sample_chain = torch.compile(self._sample_chain, dynamic=False, mode=mode)
-            self._policy_terms = torch.compile(self._policy_terms, dynamic=False, mode=mode)
-        if o.cuda_graphs:
-            self._sample_chain, self._policy_terms = graph_safe(self._sample_chain), graph_safe(self._policy_terms)
         self.duals = LagrangeDuals(
-            o.init_entropy_coef, o.init_kl_multiplier, o.learn_entropy_coef, o.learn_kl_multiplier
+            cfg.init_entropy_coef, cfg.init_kl_multiplier, cfg.learn_entropy_coef, cfg.learn_kl_multiplier
         ).to(device)
-        self.return_scale = ReturnScale(storage.num_envs, self.gamma).to(device) if o.reward_normalization else None
+        self.bound = KLBound(cfg)
+        self.return_scale = ReturnScale(storage.num_envs, cfg.gamma).to(device) if cfg.reward_normalization else None
         # One Adam over three groups: each step only touches the parameters that received gradients. The fused kernel
         # (one pass over all parameters instead of a dozen per-tensor ops) computes the same update; 128 steps per
         # iteration made the unfused one 5% of the update on small networks.
@@ -175,25 +128,15 @@ class TruDi:
             [
                 {"params": list(actor.parameters()), "name": "actor"},
                 {"params": list(critic.parameters()), "name": "critic"},
-                {"params": list(self.duals.parameters()), "name": "duals", "lr": self.dual_learning_rate},
+                {"params": list(self.duals.parameters()), "name": "duals", "lr": cfg.dual_learning_rate},
             ],
-            lr=self._learning_rate,
+            lr=cfg.learning_rate,
             fused=torch.device(device).type in FUSED_ADAM_DEVICES,
         )
-        self.is_multi_gpu = multi_gpu_cfg is not None
-        self.gpu_world_size = multi_gpu_cfg["world_size"] if multi_gpu_cfg else 1
-        self.gpu_global_rank = multi_gpu_cfg["global_rank"] if multi_gpu_cfg else 0
-        self.rnd = None
-        self.intrinsic_rewards = None
-        # Per-step state between act() and process_env_step().
-        self._last_obs: TensorDict | None = None
-        self._last_actions: torch.Tensor | None = None
-        self._last_sample: _PolicySample | None = None
-        # With sarsa_bootstrap: the chain sampled at the last next state, the action of the next act().
-        self._next_sample: _PolicySample | None = None
-        # Device-side flags so the rollout loop never waits on the host; checked once per iteration.
-        self._nonfinite: dict[str, torch.Tensor] = {}
-        self._warned_clipping = False
+        # The two halves share the models, the storage and the runtime.
+        shared = TruDiPart(cfg, actor, critic, storage, self.duals, self.return_scale, self.runtime)
+        self.rollout = TruDiRollout(**vars(shared))
+        self.learner = TruDiUpdate(**vars(shared), old_actor=self.old_actor, bound=self.bound, optimizer=self.optimizer)
 
     # ------------------------------------------------------------------ factory
 
@@ -227,418 +170,64 @@ class TruDi:
         actor = actor_class(obs, cfg["obs_groups"], "actor", env.num_actions, **actor_cfg).to(device)
         critic = critic_class(obs, cfg["obs_groups"], "critic", env.num_actions, **critic_cfg).to(device)
         storage = TruDiStorage(env.num_envs, num_steps, obs, env.num_actions, critic.embedding_dim, device)
-        return alg_class(actor, critic, storage, device=device, multi_gpu_cfg=cfg.get("multi_gpu"), **alg_cfg)
+        alg = alg_class(actor, critic, storage, device=device, multi_gpu_cfg=cfg.get("multi_gpu"), **alg_cfg)
+        # The runner-level compile switch, as RSL-RL's PPO reads it.
+        alg.compile(cfg.get("torch_compile_mode"))
+        return alg
 
     # ------------------------------------------------------------------ rollout
 
+    def compile(self, mode: str | None = None) -> None:
+        """``torch.compile`` the rollout's chain and the actor step's chain + trajectory KL (fixed shapes).
+
+        RSL-RL's runner-level ``torch_compile_mode`` arrives here, as it does for PPO. Unlike PPO, TruDi also accepts
+        the CUDA-graph modes: each compiled call starts a new graph step and its outputs are copied out of the graph's
+        buffers (:func:`graph_safe`). The first iteration compiles; the plain functions stay the reference the tests
+        compare against.
+
+        Args:
+            mode: A ``torch.compile`` mode, or ``None`` to run eagerly.
+        """
+        if mode is None:
+            return
+        check_choice("torch_compile_mode", mode, COMPILE_MODES)
+        # Rollout batches (num_envs) and mini-batches have fixed sizes, so each graph is compiled once per grad mode.
+        sample_chain = torch.compile(self.actor.sde_chain, dynamic=False, mode=mode)
+        policy_terms = torch.compile(self.learner.chain_and_kl, dynamic=False, mode=mode)
+        if mode in CUDA_GRAPH_MODES:
+            sample_chain, policy_terms = graph_safe(sample_chain), graph_safe(policy_terms)
+        self.rollout.sample_chain, self.learner.policy_terms = sample_chain, policy_terms
+        # The gate-aware KL selects a varying number of states, which the compiled graphs' fixed shapes cannot follow.
+        self.learner.gate_aware_backward = False
+
+    # ------------------------------------------------------------------ rollout and update
+
     def act(self, obs: TensorDict) -> torch.Tensor:
-        """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``.
-
-        With ``sarsa_bootstrap`` the chain that :meth:`process_env_step` sampled at these observations is used.
-        """
-        sample = self._next_sample if self._next_sample is not None else self._sample_policy(obs)
-        self._next_sample = None
-        # Environments may reuse their observation buffers in place, so keep a copy until the step is stored.
-        self._last_obs = obs.clone()
-        self._last_actions = squash(sample.x_final)
-        self._last_sample = sample
-        return self.actor.action_scale * self._last_actions
-
-    def _check_observations(self, obs: TensorDict) -> None:
-        """Fail in one line, naming the group, when an observation group's shape or dtype is not the first one's.
-
-        Compares metadata only (no device read), against the storage laid out from the environment's first
-        observations. :meth:`process_env_step` checks every observation the environment returns; those are the ones
-        :meth:`act` is called with next.
-        """
-        for group, stored in self.storage.observations.items():
-            if group not in obs.keys():
-                raise ConfigError(f"observation group '{group}' is missing from the environment's observations.")
-            value = obs[group]
-            if value.shape[1:] != stored.shape[2:] or value.dtype != stored.dtype:
-                raise ConfigError(
-                    f"observation group '{group}' has shape {tuple(value.shape)} and dtype {value.dtype}; expected"
-                    f" (num_envs, {', '.join(map(str, stored.shape[2:]))}) and {stored.dtype}, as at the first step."
-                )
-
-    def _sample_policy(self, obs: TensorDict) -> _PolicySample:
-        """One SDE chain per environment, keeping its path when the trust region will reuse it."""
-        with self._autocast():
-            state = self.actor.get_latent(obs)
-            if self._rollout_chains:
-                x_final, log_likelihood, _, path = self._sample_chain(state, return_path=True)
-                latents, means = (torch.stack(column) for column in zip(*path, strict=True))
-                return _PolicySample(x_final, log_likelihood, latents, means)
-            x_final, log_likelihood, _ = self._sample_chain(state)
-        return _PolicySample(x_final, log_likelihood)
+        """Sample actions with the SDE chain; returns environment actions ``action_scale * tanh(x_N)``."""
+        return self.rollout.act(obs)
 
     def process_env_step(
         self, obs: TensorDict, rewards: torch.Tensor, dones: torch.Tensor, extras: dict[str, torch.Tensor]
     ) -> None:
-        """Store one transition with its soft reward and bootstrap value.
-
-        A second SDE chain samples ``a' ~ pi(.|s')`` at the next observation: ``V' = Q(s', a')`` and the soft reward
-        ``r~ = r - gamma * alpha * l(a'|s')`` (the entropy bonus is dropped after a termination, as in the JAX
-        reference, since no next state exists).
-
-        Time-outs: RSL-RL environments reset inside ``step``, so on a time-out ``obs`` is already the first observation
-        of the next episode. Where the environment gives the pre-reset observation (``extras["final_obs"]``: Isaac
-        Lab's ``compute_final_obs``, the Gymnasium adapter), a time-out bootstraps exactly from ``Q(s_final, a')``
-        with ``a' ~ pi(.|s_final)`` and its entropy bonus. Otherwise it bootstraps from the last real state:
-        ``V' = Q(s_t, a_t)`` and the entropy bonus of the chain that produced ``a_t`` (the one-step-early
-        approximation of PPO's ``r + gamma * V(s_t)``). The self-predictive loss is masked after every episode end.
-        """
-        self._check_observations(obs)
-        rewards = rewards.view(-1).float()
-        dones = dones.view(-1).bool()
-        time_outs = extras.get("time_outs")
-        time_outs = torch.zeros_like(dones) if time_outs is None else time_outs.to(self.device).view(-1).bool() & dones
-        terminations = dones & ~time_outs
-        self._flag_nonfinite(obs, rewards)
-
-        last = self._last_sample
-        next_sample = self._sample_policy(obs)
-        with self._autocast():
-            next_embeddings = self.critic.embed(obs, squash(next_sample.x_final))
-            next_sample.value = self.critic.value(self.critic.logits(next_embeddings))
-            # With sarsa_bootstrap, Q(s_t, a_t) is the previous step's next value, except at a rollout's first step.
-            last_values = last.value if last.value is not None else self.critic(self._last_obs, self._last_actions)
-        # Time-outs bootstrap from the last real state (one step early) unless the pre-reset observation is known.
-        bootstrap_values, bootstrap_log_likelihood = last_values, last.log_likelihood
-        if "final_obs" in extras:
-            bootstrap_values, bootstrap_log_likelihood = self._final_obs_bootstrap(
-                extras["final_obs"], time_outs, bootstrap_values, bootstrap_log_likelihood
-            )
-        next_values = torch.where(time_outs, bootstrap_values, next_sample.value)
-        next_log_likelihood = torch.where(time_outs, bootstrap_log_likelihood, next_sample.log_likelihood)
-        entropy_bonus = -self.gamma * self.duals.entropy_coef * next_log_likelihood * (~terminations).float()
-        self.storage.add(
-            Transition(
-                observations=self._last_obs,
-                actions=self._last_actions,
-                rewards=rewards,
-                entropy_bonus=entropy_bonus,
-                terminations=terminations,
-                truncations=time_outs,
-                next_values=next_values,
-                next_embeddings=next_embeddings,
-                chain_latents=last.latents,
-                chain_means=last.means,
-            )
-        )
-        if self.sarsa_bootstrap:
-            self._next_sample = next_sample
-
-    def _final_obs_bootstrap(
-        self, final_obs: dict, time_outs: torch.Tensor, values: torch.Tensor, log_likelihood: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Q(s_final, a')`` and ``l(a'|s_final)``, ``a' ~ pi(.|s_final)``, in the rows of the timed-out envs.
-
-        Only those rows are evaluated: finding them reads the time-out mask on the host once per step, which costs
-        less than a chain over every environment's final observation.
-        """
-        env_ids = time_outs.nonzero(as_tuple=True)[0]
-        if env_ids.numel() == 0:
-            return values, log_likelihood
-        final = TensorDict(
-            {key: value.to(self.device)[env_ids] for key, value in final_obs.items() if torch.is_tensor(value)},
-            batch_size=[env_ids.numel()],
-        )
-        with self._autocast():
-            # Eager: the number of timed-out envs changes from step to step, which a fixed-shape compiled chain
-            # would recompile (or capture as a new CUDA graph) for.
-            x_final, final_log_likelihood, _ = self.actor.sde_chain(self.actor.get_latent(final))
-            final_values = self.critic(final, squash(x_final))
-        return values.index_copy(0, env_ids, final_values), log_likelihood.index_copy(0, env_ids, final_log_likelihood)
+        """Store one transition with its soft reward and bootstrap value (:meth:`TruDiRollout.process_env_step`)."""
+        self.rollout.process_env_step(obs, rewards, dones, extras)
 
     def compute_returns(self, obs: TensorDict) -> None:
-        """Compute the lambda-returns of the rollout; on the first call with an ``auto`` support, set it first.
-
-        Auto support rule: with ``h = 1 / (1 - gamma)`` and ``r_lo, r_hi`` the smallest and largest soft reward of
-        the warm-up rollout, ``[value_min, value_max] = margin * h * [min(r_lo, 0), max(r_hi, 0)]``: the range of
-        discounted returns of a reward held at either extreme forever, widened by ``auto_support_margin`` (2) because
-        rewards grow as the policy improves. The clipped-target fraction is logged every update to catch the rest.
-        """
-        self._raise_if_nonfinite("rollout")
-        storage = self.storage
-        reward_scale = 1.0
-        if self.return_scale is not None:
-            episode_ends = storage.terminations | storage.truncations
-            old_scale, reward_scale = self.return_scale.update(storage.rewards, episode_ends)
-            # The stored V' came from the critic in the old unit; Q is linear in the rewards' unit.
-            storage.next_values.mul_(old_scale / reward_scale)
-        storage.set_soft_rewards(reward_scale)
-        with self._autocast():
-            self.actor.measure_action_std(obs)  # what the runner logs as the action std, on the rollout's last states
-        if bool(self.critic.support_pending):
-            self._set_auto_support()
-        storage.compute_returns(self.gamma, self.lam)
-
-    # ------------------------------------------------------------------ update
+        """Normalise the rollout's rewards and compute its lambda-returns (:meth:`TruDiRollout.compute_returns`)."""
+        self.rollout.compute_returns(obs)
 
     def update(self) -> dict[str, float]:
-        """Train critic, actor and duals on the stored rollout; returns the diagnostics of docs/algorithm.md section 5.
-
-        Beside the three losses they are keyed ``<group>/<name>``: ``trust_region``, ``entropy``, ``critic``,
-        ``diffusion``.
-
-        Under torchrun the diagnostics are those of the global batch (see :meth:`_reduce_stats`), identical on every
-        rank, so rank 0 logs the global numbers.
-        """
-        stats: dict[str, list[torch.Tensor]] = {}
-        observations = self.storage.observations.flatten(0, 1)
-        first_update = not bool(self.duals.started)
-        if first_update:
-            self._start(observations)
-        fit_stats = {}
-        if self.kl_bound_rule == "progress":
-            self.update_kl_bound = self.progress_bound.step(self._mean_rollout_reward())
-        elif self.kl_bound_rule == "critic_fit":
-            explained_variance = self._critic_explained_variance(observations)
-            self.update_kl_bound = critic_fit_bound(explained_variance, self.kl_bound_min, self.kl_bound)
-            fit_stats["critic/explained_variance"] = explained_variance
-        if self._stored_chains and self.kl_chains == "update":
-            with self._autocast(), torch.no_grad():
-                state = self.old_actor.get_latent(observations)
-                self.storage.set_chains(sample_old_chains(self.old_actor, state, self.kl_samples))
-        # Critic-only passes first: the actor's first steps then climb a critic that has already seen this rollout.
-        for batch in self.storage.mini_batches(self.num_mini_batches, self.critic_warmup_epochs, old_chains=False):
-            self._critic_step(batch)
-        for batch in self.storage.mini_batches(self.num_mini_batches, self.num_learning_epochs):
-            batch_stats = self._critic_step(batch) | self._actor_step(batch)
-            for key, value in batch_stats.items():
-                stats.setdefault(key, []).append(value.detach())
-
-        # Normalisers change only here, after the update, so rollout and update saw the same statistics (the first
-        # rollout already went into them in _start).
-        if not first_update:
-            self.actor.update_normalization(observations)
-            self.critic.update_normalization(observations)
-        self.old_actor.load_state_dict(self.actor.state_dict())
-        self.storage.clear()
-        self._next_sample = None  # sampled by the policy before this update
-
-        loss_dict = self._reduce_stats(stats)
-        self._raise_if_nonfinite("update", loss_dict)
-        loss_dict |= fit_stats | {"trust_region/kl_bound": self.update_kl_bound} | self._state_diagnostics()
-        if loss_dict["critic/clipped_target_fraction"] > self.clipped_target_warning and not self._warned_clipping:
-            self._warned_clipping = True
-            low, high = self.critic.value_range.tolist()
-            warnings.warn(
-                f"TruDi: {loss_dict['critic/clipped_target_fraction']:.1%} of the critic's return targets fall outside"
-                f" its support [{low:g}, {high:g}]; widen critic.value_min/value_max or use 'auto'.",
-                stacklevel=2,
-            )
+        """Train critic, actor and duals on the stored rollout; returns the diagnostics (docs/algorithm.md §5)."""
+        loss_dict = self.learner.update()
+        self.rollout.discard_next_sample()
         return loss_dict
-
-    def _start(self, observations: TensorDict) -> None:
-        """Before the first update: normalisers from the first rollout, and the initial policy's entropy estimate.
-
-        The first rollout ran on identity normalisers; training on them would fit the networks to inputs that change
-        at once. The untrained control is about zero (its output layer starts at 1e-8), so the policy that collected
-        the rollout is the same under either normalisation, and the stored chains stay old-policy samples; their
-        kernel means are recomputed under the new statistics.
-        """
-        self.actor.update_normalization(observations)
-        self.critic.update_normalization(observations)
-        self.old_actor.load_state_dict(self.actor.state_dict())
-        with torch.no_grad(), self._autocast():
-            state = self.old_actor.get_latent(observations)
-            if self._rollout_chains:
-                # One step at a time: the whole rollout's N * T * E latents in one pass would hold N times the
-                # activations of any mini-batch.
-                latents, means = (
-                    chains.flatten(0, 2) for chains in (self.storage.chain_latents, self.storage.chain_means)
-                )
-                condition = self.old_actor.condition(state)
-                for n in range(self.old_actor.process.num_steps):
-                    means[:, n] = self.old_actor.step_mean(latents[:, n], condition, n)
-            running = self.old_actor.sde_chain(state)[2]
-        self.duals.start(self._mean_over_ranks(-running.mean()))
-
-    def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
-        """``value`` (a per-rank mean over equal batch sizes) averaged over the torchrun ranks; unchanged alone."""
-        if self.is_multi_gpu:
-            torch.distributed.all_reduce(value)
-            value /= self.gpu_world_size
-        return value
-
-    def _mean_rollout_reward(self) -> float:
-        """The stored rollout's mean raw reward per step, over all ranks."""
-        return float(self._mean_over_ranks(self.storage.rewards.mean()))
-
-    def _critic_explained_variance(self, observations: TensorDict) -> float:
-        """``1 - Var(G - Q(s, a)) / Var(G)`` over the stored rollout (all ranks), before the critic trains on it.
-
-        ``G`` are the rollout's lambda-returns; the critic has not seen them, so this is how well it predicts returns
-        of states and actions it is about to be trusted on. One critic pass over the rollout, no graph.
-        """
-        with torch.no_grad(), self._autocast():
-            predictions = self.critic(observations, self.storage.actions.flatten(0, 1)).double()
-        returns = self.storage.returns.flatten().double()
-        errors = returns - predictions
-        # Sums, so that torchrun ranks combine exactly: count, sum and sum of squares of returns and of errors (in
-        # float64: variance from sums of squares loses float32's digits when the mean is large against the spread).
-        sums = torch.stack(
-            [torch.tensor(float(returns.numel()), device=returns.device), returns.sum(), returns.square().sum()]
-            + [errors.sum(), errors.square().sum()]
-        )
-        if self.is_multi_gpu:
-            torch.distributed.all_reduce(sums)
-        count, return_sum, return_square_sum, error_sum, error_square_sum = sums.tolist()
-        return_variance = return_square_sum / count - (return_sum / count) ** 2
-        error_variance = error_square_sum / count - (error_sum / count) ** 2
-        return 1.0 - error_variance / max(return_variance, 1e-8)
-
-    @property
-    def target_entropy(self) -> torch.Tensor:
-        """``H_ref - c_H * d`` with ``H_ref`` the initial policy's entropy estimate (or 0, see the constructor)."""
-        reference = self.duals.initial_entropy if self.entropy_target_reference == "initial" else 0.0
-        return reference - self.entropy_target_mult * self.actor.action_dim
-
-    def _critic_step(self, batch) -> dict[str, torch.Tensor]:
-        """Cross-entropy to HL-Gauss targets of the lambda-returns plus the self-predictive loss."""
-        with self._autocast():
-            embedding = self.critic.embed(batch.observations, batch.actions)
-            logits = self.critic.logits(embedding)
-            predicted_embedding = self.critic.predict_next_embedding(embedding)
-        value_loss = -(self.critic.target_probs(batch.returns) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-        # After an episode end (environments reset inside step) the stored next embedding is of the next episode.
-        keep = (~batch.episode_ends).float()
-        prediction_error = (predicted_embedding - batch.next_embeddings).pow(2).mean(-1)
-        aux_loss = (prediction_error * keep).sum() / keep.sum().clamp(min=1.0)
-        self._apply_gradients(value_loss + self.aux_loss_coef * aux_loss, self.critic.parameters())
-        low, high = self.critic.value_range
-        clipped = ((batch.returns < low) | (batch.returns > high)).float().mean()
-        return {
-            "critic": value_loss,
-            "critic_aux": aux_loss,
-            "critic/q_mean": self.critic.value(logits).mean(),
-            "critic/return_mean": batch.returns.mean(),
-            "critic/clipped_target_fraction": clipped,
-        }
-
-    def _actor_step(self, batch) -> dict[str, torch.Tensor]:
-        """Gated max-entropy pathwise step inside the trajectory-KL trust region, then the dual steps."""
-        with self._autocast():
-            state = self.actor.get_latent(batch.observations)
-            x_final, log_likelihood, running, kl, kl_per_step = self._policy_terms(state, batch.old_chains)
-            with _frozen(self.critic):
-                q_value = self.critic(batch.observations, squash(x_final))
-        actor_loss = actor_objective(
-            self.trust_region,
-            kl,
-            log_likelihood,
-            q_value,
-            self.duals.entropy_coef,
-            self.duals.kl_multiplier,
-            self.update_kl_bound,
-        ).mean()
-        entropy = -running.mean()
-        dual_loss = self.duals.entropy_loss(entropy, self.target_entropy)
-        if self.trust_region != "none":
-            dual_loss = dual_loss + self.duals.kl_loss(kl.mean(), self.update_kl_bound)
-        self._apply_gradients(actor_loss + dual_loss, self.actor.parameters())
-        if self.entropy_coef_floor > 0.0:
-            # Projected dual ascent: alpha stays in [entropy_coef_floor, inf).
-            with torch.no_grad():
-                self.duals.log_entropy_coef.clamp_(min=math.log(self.entropy_coef_floor))
-        stats = {
-            "actor": actor_loss,
-            "trust_region/kl_mean": kl.mean(),
-            "trust_region/kl_max": kl.max(),
-            "trust_region/kl_over_bound_fraction": (kl >= self.update_kl_bound).float().mean(),
-            "entropy/estimate": entropy,
-        }
-        stats |= {f"trust_region/kl_step_{n}": value for n, value in enumerate(kl_per_step)}
-        return stats
-
-    def _chain_and_kl(self, state: torch.Tensor, old_chains: OldChains | None) -> tuple[torch.Tensor, ...]:
-        """The actor step's chain (``x_N``, log-likelihood, running part) and trajectory KL (per state, per step).
-
-        ``old_chains`` are the stored old-policy chains of these states, or ``None`` to sample them here.
-        """
-        if self.kl_direction == "reverse":
-            x_final, log_likelihood, running, path = self.actor.sde_chain(state, return_path=True)
-            kl, kl_per_step = reverse_trajectory_kl(self.actor, self.old_actor, state, path, self.kl_mode)
-        else:
-            x_final, log_likelihood, running = self.actor.sde_chain(state)
-            if old_chains is None:
-                old_chains = sample_old_chains(self.old_actor, state, self.kl_samples)
-            if self.gate_aware_backward:
-                kl, kl_per_step = gate_aware_forward_kl(
-                    self.actor,
-                    self.old_actor,
-                    state,
-                    old_chains,
-                    self.trust_region,
-                    self.update_kl_bound,
-                    self.kl_mode,
-                )
-            else:
-                kl, kl_per_step = forward_trajectory_kl(self.actor, self.old_actor, state, old_chains, self.kl_mode)
-        return x_final, log_likelihood, running, kl, kl_per_step
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """The context of the network passes: bfloat16 autocast with ``mixed_precision: bf16``, else a no-op.
-
-        Only forward passes run under it; backward and the optimizer step run outside, as autocast requires.
-        """
-        dtype = MIXED_PRECISION[self.mixed_precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(self.device).type, dtype=dtype)
-
-    def _reduce_stats(self, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-        """Average each statistic over the mini-batches; under torchrun, first reduce each mini-batch over the ranks.
-
-        Per mini-batch, the statistics in :data:`MAX_STATS` take the maximum over ranks and the others the mean. With
-        equal per-rank batch sizes (as torchrun runs have) that is what one process would log for the concatenated
-        mini-batch, because every statistic is a batch mean or a batch maximum. Two collectives per update.
-        """
-        keys = list(stats)
-        table = torch.stack([torch.stack(stats[key]) for key in keys])  # (num_stats, num_updates)
-        if self.is_multi_gpu:
-            maxima = table.clone()
-            torch.distributed.all_reduce(table, op=torch.distributed.ReduceOp.SUM)
-            torch.distributed.all_reduce(maxima, op=torch.distributed.ReduceOp.MAX)
-            use_max = torch.tensor([key in MAX_STATS for key in keys], device=table.device).unsqueeze(-1)
-            table = torch.where(use_max, maxima, table / self.gpu_world_size)
-        return dict(zip(keys, table.mean(-1).tolist(), strict=True))
-
-    def _apply_gradients(self, loss: torch.Tensor, clipped_params: Iterable[nn.Parameter]) -> None:
-        """Backward, average across ranks, clip the given parameters' gradient norm and step."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.is_multi_gpu:
-            self.reduce_parameters()
-        nn.utils.clip_grad_norm_(list(clipped_params), self.max_grad_norm)
-        self.optimizer.step()
-
-    def _state_diagnostics(self) -> dict[str, float]:
-        """Duals, friction and step sizes after the update."""
-        friction = self.actor.process.friction.detach()
-        step_sizes = self.actor.process.step_sizes.detach()
-        return {
-            "trust_region/kl_multiplier": self.duals.kl_multiplier.item(),
-            "entropy/coef": self.duals.entropy_coef.item(),
-            "entropy/target": float(self.target_entropy),
-            "critic/reward_scale": float(self.return_scale.scale) if self.return_scale is not None else 1.0,
-            "critic/value_min": float(self.critic.value_range[0]),
-            "critic/value_max": float(self.critic.value_range[1]),
-            "diffusion/friction_mean": float(friction.mean()),
-            "diffusion/friction_min": float(friction.min()),
-            "diffusion/friction_max": float(friction.max()),
-            "diffusion/dt_mean": float(step_sizes.mean()),
-            "diffusion/dt_total": float(step_sizes.sum()),
-        }
 
     # ------------------------------------------------------------------ runner interface
 
     @property
     def learning_rate(self) -> float:
         """The Adam learning rate (constant)."""
-        return self._learning_rate
+        return self.cfg.learning_rate
 
     def get_policy(self) -> DiffusionActor:
         """The policy model (deterministic ODE sampler by default)."""
@@ -665,7 +254,7 @@ class TruDi:
             "optimizer_state_dict": self.optimizer.state_dict(),
             "old_actor_state_dict": self.old_actor.state_dict(),
             "duals_state_dict": self.duals.state_dict(),
-            "progress_bound_state_dict": self.progress_bound.state_dict(),
+            "kl_bound_state_dict": self.bound.state_dict(),
             "return_scale_state_dict": self.return_scale.state_dict() if self.return_scale is not None else None,
             "rng_state": rng_state,
         }
@@ -681,7 +270,7 @@ class TruDi:
             load_cfg = {key: True for key in ("actor", "critic", "optimizer", "iteration", "old_actor", "duals", "rng")}
         if load_cfg.get("actor"):
             self.actor.load_state_dict(loaded_dict["actor_state_dict"], strict=strict)
-            self._next_sample = None
+            self.rollout.discard_next_sample()
         if load_cfg.get("critic"):
             self.critic.load_state_dict(loaded_dict["critic_state_dict"], strict=strict)
         if load_cfg.get("optimizer"):
@@ -693,7 +282,7 @@ class TruDi:
             self.optimizer.load_state_dict(state)
             # The learning rate is a constant of the config, not state: a resumed run uses the configured one.
             for group in self.optimizer.param_groups:
-                group["lr"] = self.dual_learning_rate if group.get("name") == "duals" else self._learning_rate
+                group["lr"] = self.cfg.dual_learning_rate if group.get("name") == "duals" else self.cfg.learning_rate
         if load_cfg.get("old_actor") and "old_actor_state_dict" in loaded_dict:
             self.old_actor.load_state_dict(loaded_dict["old_actor_state_dict"], strict=strict)
         elif load_cfg.get("actor"):
@@ -704,13 +293,13 @@ class TruDi:
             if self.return_scale is not None and scale_state is not None:
                 self.return_scale.load_state_dict(scale_state, strict=strict)
             # Checkpoints from before the progress rule have no bound state: such a run restarts it at kl_bound.
-            if "progress_bound_state_dict" in loaded_dict:
-                self.progress_bound.load_state_dict(loaded_dict["progress_bound_state_dict"], strict=strict)
-                if self.kl_bound_rule == "progress":
-                    self.update_kl_bound = float(self.progress_bound.bound)
+            # (Before the bound rules were merged into one class, checkpoints named the bound's state after progress.)
+            bound_state = loaded_dict.get("kl_bound_state_dict", loaded_dict.get("progress_bound_state_dict"))
+            if bound_state is not None:
+                self.bound.load_state_dict(bound_state)
         # Only rank 0's generators are in a checkpoint; the other ranks keep their own (per-rank seeded) ones, or every
         # rank would draw the same noise after a resume.
-        if load_cfg.get("rng") and "rng_state" in loaded_dict and self.gpu_global_rank == 0:
+        if load_cfg.get("rng") and "rng_state" in loaded_dict and self.runtime.rank == 0:
             torch.set_rng_state(loaded_dict["rng_state"]["torch"].cpu())
             if "cuda" in loaded_dict["rng_state"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(loaded_dict["rng_state"]["cuda"])
@@ -730,79 +319,7 @@ class TruDi:
 
     def reduce_parameters(self) -> None:
         """Average gradients across ranks; the duals' too, so every rank takes the same trust-region decision."""
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        try:
-            from rsl_rl.utils import reduce_gradients_in_buckets
-        except ImportError:  # rsl-rl-lib < 5.5: one flat all-reduce, as its own PPO does
-            grads = [p.grad.view(-1) for p in params if p.grad is not None]
-            flat = torch.cat(grads)
-            torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
-            flat /= self.gpu_world_size
-            offset = 0
-            for grad in grads:
-                grad.copy_(flat[offset : offset + grad.numel()])
-                offset += grad.numel()
-            return
-        reduce_gradients_in_buckets(params, self.gpu_world_size, self.grad_reduce_bucket_mb)
-
-    # ------------------------------------------------------------------ internals
-
-    def _set_auto_support(self) -> None:
-        """Set the critic support from the warm-up rollout (rule in :meth:`compute_returns`)."""
-        soft_rewards = self.storage.soft_rewards[: self.storage.step]
-        bounds = torch.stack([-soft_rewards.min(), soft_rewards.max()])
-        if self.is_multi_gpu:
-            torch.distributed.all_reduce(bounds, op=torch.distributed.ReduceOp.MAX)
-        reward_low, reward_high = -float(bounds[0]), float(bounds[1])
-        scale = self.auto_support_margin / (1.0 - self.gamma) if self.gamma < 1.0 else self.auto_support_margin
-        value_min, value_max = scale * min(reward_low, 0.0), scale * max(reward_high, 0.0)
-        if value_max - value_min < 1e-6:
-            value_min, value_max = -1.0, 1.0
-        old_low, old_high = self.critic.value_range.tolist()
-        self.critic.set_support(value_min, value_max)
-        # Q is linear in the support, so values computed during the warm-up map exactly onto the new support.
-        self.storage.next_values.sub_(old_low).mul_((value_max - value_min) / (old_high - old_low)).add_(value_min)
-        print(
-            f"[TruDi] critic support set to [{value_min:.3g}, {value_max:.3g}] from warm-up soft rewards in"
-            f" [{reward_low:.3g}, {reward_high:.3g}]"
-        )
-
-    def _flag_nonfinite(self, obs: TensorDict, rewards: torch.Tensor) -> None:
-        """Accumulate on the device whether any observation group or reward was non-finite."""
-        for name, tensor in [*((f"observation group '{k}'", v) for k, v in obs.items()), ("reward", rewards)]:
-            bad = ~torch.isfinite(tensor).all()
-            self._nonfinite[name] = bad if name not in self._nonfinite else self._nonfinite[name] | bad
-
-    def _raise_if_nonfinite(self, stage: str, losses: dict[str, float] | None = None) -> None:
-        """Stop training (before anything is saved) if the rollout, a loss or a parameter went non-finite.
-
-        All flags are read from the device at once. Under torchrun they are OR-ed over the ranks so that all ranks
-        stop together instead of the healthy ones waiting forever in the next collective.
-        """
-        names, flags = list(self._nonfinite), list(self._nonfinite.values())
-        self._nonfinite.clear()
-        k = len(flags)  # the rollout's flags come first, then the parameters
-        if losses is not None:
-            for module_name, module in (("actor", self.actor), ("critic", self.critic), ("duals", self.duals)):
-                for name, param in module.named_parameters():
-                    names.append(f"{module_name} parameter '{name}'")
-                    flags.append(~torch.isfinite(param).all())
-        bad = []
-        if flags:
-            stacked = torch.stack(flags).float()
-            if self.is_multi_gpu:
-                torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.MAX)
-            bad = stacked.bool().tolist()
-        culprits = [name for name, flag in zip(names[:k], bad[:k], strict=True) if flag]
-        if losses is not None:
-            culprits += [f"loss '{key}'" for key, value in losses.items() if not math.isfinite(value)]
-        culprits += [name for name, flag in zip(names[k:], bad[k:], strict=True) if flag]
-        if culprits:
-            raise FloatingPointError(
-                f"TruDi stopped: non-finite values in the {stage}: {', '.join(culprits[:8])}"
-                f"{' ...' if len(culprits) > 8 else ''}. No checkpoint was written after this point; the last saved"
-                " one is intact."
-            )
+        self.learner.average_gradients()
 
 
 def graph_safe(function: Callable) -> Callable:
@@ -844,15 +361,3 @@ def _resolve_model_class(section: str, class_name: object, base: type, default: 
             f" e.g. {default!r}."
         )
     return model_class
-
-
-@contextlib.contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Stop gradients into ``module``'s parameters (they still flow through its inputs)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for param, flag in zip(module.parameters(), flags, strict=True):
-            param.requires_grad_(flag)

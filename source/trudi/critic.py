@@ -12,7 +12,7 @@ from tensordict import TensorDict
 
 from trudi.config import ConfigError
 from trudi.observations import ObservationInput
-from trudi.options import AUTO_SUPPORT, CriticOptions, takes_options
+from trudi.options import CriticOptions, takes_options
 
 
 def hl_gauss_probs(
@@ -94,27 +94,9 @@ class QCritic(nn.Module):
         o = CriticOptions.validated(options, section=prefix)
         self.num_bins = o.num_bins
         self.hl_gauss_sigma = o.hl_gauss_sigma
-        hidden_dim, value_min, value_max = o.hidden_dim, o.value_min, o.value_max
-        auto = [v == AUTO_SUPPORT for v in (value_min, value_max)]
-        if any(auto) and not all(auto):
-            raise ConfigError(
-                f"{prefix}.value_min={value_min!r}, {prefix}.value_max={value_max!r} are invalid: set both to"
-                f" '{AUTO_SUPPORT}' or both to numbers."
-            )
-        if all(auto):
-            value_min, value_max = -1.0, 1.0
-        else:
-            for field, value in (("value_min", value_min), ("value_max", value_max)):
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                    raise ConfigError(
-                        f"{prefix}.{field}={value!r} is invalid: must be a finite number, or '{AUTO_SUPPORT}' for"
-                        f" both {prefix}.value_min and {prefix}.value_max."
-                    )
-            if not value_min < value_max:
-                raise ConfigError(
-                    f"{prefix}.value_min={value_min!r} is invalid: must be below {prefix}.value_max={value_max!r}."
-                )
-            value_min, value_max = float(value_min), float(value_max)
+        hidden_dim = o.hidden_dim
+        # An auto support starts at [-1, 1] and is set from the warm-up rollout.
+        value_min, value_max = (-1.0, 1.0) if o.auto_support else (float(o.value_min), float(o.value_max))
         self.observations = ObservationInput(obs, obs_groups, obs_set, o.obs_normalization)
         self.obs_dim = self.observations.dim
         self.embedding_dim = hidden_dim
@@ -130,7 +112,7 @@ class QCritic(nn.Module):
         self.predictor = nn.Sequential(_DenseBlock(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim))
         # The support is state (it may be set after a warm-up), so it lives in buffers and in checkpoints.
         self.register_buffer("value_range", torch.tensor([value_min, value_max]))
-        self.register_buffer("support_pending", torch.tensor(all(auto)))
+        self.register_buffer("support_pending", torch.tensor(o.auto_support))
 
     # ------------------------------------------------------------------ support
 

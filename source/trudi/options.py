@@ -5,26 +5,29 @@ documents its configs). Everything else is derived from these classes:
 
 - the constructors of :class:`~trudi.algorithm.TruDi`, :class:`~trudi.actor.DiffusionActor` and
   :class:`~trudi.critic.QCritic` take the options as keywords (:func:`takes_options` writes them into their
-  signatures) and validate them with :meth:`Options.validated`;
+  signatures), validate them with :meth:`Options.validated` and read them as typed fields (``self.cfg.kl_bound``);
+- each option's own values are checked by its declaration's ``check``, and rules that tie options together by the
+  section's :meth:`Options.check_combination`;
 - the Isaac Lab ``@configclass`` configs (``trudi_isaaclab.agents``) and the mjlab dataclasses
   (``trudi_mjlab.agents``) are generated from them with :func:`option_fields`;
 - the option tables of docs/algorithm.md are printed by ``python -m trudi.options`` (``tests/test_options.py``
   checks that the document holds exactly that).
 
-Adding an option is one field here; its constructor then reads it from the validated options.
+Adding an option is one field here; the code then reads it from the validated options object.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import math
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cache, partial
 from typing import Any, TypeVar
 
-from trudi.config import check_bool, check_choice, check_dims, check_float, check_int, fail_unknown_key
+from trudi.config import ConfigError, check_bool, check_choice, check_dims, check_float, check_int, fail_unknown_key
 from trudi.sampler import SCHEDULES
 
 TRUST_REGION_MODES = ("gate", "penalty", "none")
@@ -58,8 +61,8 @@ def option(default: Any, check: Callable[[str, Any], Any] | None, symbol: str = 
     """A dataclass field with its default, the check of its values and the symbol docs/algorithm.md gives it.
 
     ``check(field_name, value)`` returns the value to use or raises a one-line
-    :class:`~trudi.config.ConfigError`; ``None`` leaves the value to the constructor, for options whose rule involves
-    another option.
+    :class:`~trudi.config.ConfigError`; ``None`` leaves the value to the section's
+    :meth:`Options.check_combination`, for options whose rule involves another option.
     """
     return field(default=default, metadata={"check": check, "symbol": symbol})
 
@@ -121,7 +124,16 @@ class Options:
         for name, value in values.items():
             check = known[name].metadata["check"]
             checked[name] = value if check is None else check(f"{section}.{name}", value)
-        return cls(**checked)
+        options = cls(**checked)
+        options.check_combination(section)
+        return options
+
+    def check_combination(self, section: str) -> None:
+        """Raise a one-line :class:`~trudi.config.ConfigError` if options that depend on each other disagree.
+
+        Args:
+            section: Prefix of the error messages.
+        """
 
 
 def takes_options(options: type[Options]) -> Callable[[Callable], Callable]:
@@ -231,18 +243,12 @@ class AlgorithmOptions(Options):
     """the chain sampled at $s'$ for $V'$ and the bonus is also the next action (§1.7)"""
     gate_aware_backward: bool = option(False, check_bool)
     """build the forward KL's graph only at the states whose loss reads it (over the bound with `gate`), after a
-    graph-free pass picks them: same loss and gradient; one host sync per mini-batch; eager mode only (ignored with
-    `torch_compile`). Measured not to pay at `kl_bound` 0.1, where about 40% of states are over the bound
-    (`docs/benchmarks.md`)"""
+    graph-free pass picks them: same loss and gradient; one host sync per mini-batch; eager mode only (ignored when
+    the runner's `torch_compile_mode` compiles the update). Measured not to pay at `kl_bound` 0.1, where about 40% of
+    states are over the bound (docs/algorithm.md §7)"""
     mixed_precision: str = option("none", one_of(MIXED_PRECISION_MODES))
     """`none` (float32) or `bf16`: rollout and update network passes under bfloat16 autocast; networks return
     float32, so the chain, KL, losses and optimizer stay float32"""
-    torch_compile: bool = option(False, check_bool)
-    """`torch.compile` (default mode, fixed shapes) the rollout chain and the actor step's chain + trajectory KL; the
-    first iteration compiles"""
-    cuda_graphs: bool = option(False, check_bool)
-    """with `torch_compile`: `mode="reduce-overhead"` (CUDA graphs of the fixed-shape chains; outputs copied out of
-    the graphs' buffers by `graph_safe`); needs `torch_compile: true`"""
     init_entropy_coef: float = option(0.01, positive, "α₀")
     """initial temperature"""
     learn_entropy_coef: bool = option(True, check_bool)
@@ -268,6 +274,30 @@ class AlgorithmOptions(Options):
     """warn once when this fraction of targets falls outside the support"""
     grad_reduce_bucket_mb: float = option(25.0, positive)
     """bucket size of the multi-GPU gradient all-reduce"""
+
+    def check_combination(self, section: str) -> None:
+        """``kl_chains: rollout`` keeps one chain per state; ``critic_fit`` runs from ``kl_bound_min`` up."""
+        if self.kl_chains == "rollout" and self.kl_samples != 1:
+            raise ConfigError(
+                f"{section}.kl_samples={self.kl_samples!r} is invalid with {section}.kl_chains='rollout': the rollout"
+                " keeps one chain per state; use 1, or kl_chains 'update' or 'mini_batch' for more."
+            )
+        if self.kl_bound_rule == "critic_fit" and self.kl_bound_min > self.kl_bound:
+            raise ConfigError(
+                f"{section}.kl_bound_min={self.kl_bound_min!r} is invalid with {section}.kl_bound={self.kl_bound!r}:"
+                " the critic_fit bound runs from kl_bound_min up to kl_bound; use a value <= kl_bound, or"
+                " kl_bound_rule 'fixed'."
+            )
+
+    @property
+    def stores_old_chains(self) -> bool:
+        """Whether the forward KL's old chains are kept in the storage (``update``, ``rollout``), not re-sampled."""
+        return self.kl_direction == "forward" and self.kl_chains != "mini_batch"
+
+    @property
+    def keeps_rollout_chains(self) -> bool:
+        """Whether the rollout keeps the chain behind each action as the forward KL's old chain."""
+        return self.stores_old_chains and self.kl_chains == "rollout"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,6 +359,34 @@ class CriticOptions(Options):
     """HL-Gauss width in bin widths"""
     obs_normalization: bool = option(True, check_bool)
     """running observation normalisation"""
+
+    def check_combination(self, section: str) -> None:
+        """The support: both ends ``auto``, or two finite numbers in increasing order."""
+        ends = {"value_min": self.value_min, "value_max": self.value_max}
+        auto = [value == AUTO_SUPPORT for value in ends.values()]
+        if any(auto) and not all(auto):
+            raise ConfigError(
+                f"{section}.value_min={self.value_min!r}, {section}.value_max={self.value_max!r} are invalid: set both"
+                f" to '{AUTO_SUPPORT}' or both to numbers."
+            )
+        if all(auto):
+            return
+        for name, value in ends.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(
+                    f"{section}.{name}={value!r} is invalid: must be a finite number, or '{AUTO_SUPPORT}' for both"
+                    f" {section}.value_min and {section}.value_max."
+                )
+        if not self.value_min < self.value_max:
+            raise ConfigError(
+                f"{section}.value_min={self.value_min!r} is invalid: must be below"
+                f" {section}.value_max={self.value_max!r}."
+            )
+
+    @property
+    def auto_support(self) -> bool:
+        """Whether the support is set from a warm-up rollout."""
+        return self.value_min == AUTO_SUPPORT
 
 
 SECTIONS: tuple[type[Options], ...] = (AlgorithmOptions, ActorOptions, CriticOptions)

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict
 
-from trudi.trust_region import OldChains
+
+@dataclass
+class OldChains:
+    """Old-policy chains and the old kernels along them: the samples of the forward trajectory KL.
+
+    Rows are ``B * K`` chains, the ``K`` chains of each state next to each other (state-major), as
+    :meth:`DiffusionActor.condition` repeats the states.
+    """
+
+    latents: torch.Tensor
+    """``x_n`` at which step ``n``'s kernels are compared (N, B*K, d)."""
+    means: torch.Tensor
+    """The old kernel means ``mu_old,n(x_n)`` (N, B*K, d)."""
 
 
 def lambda_returns(

@@ -160,7 +160,14 @@ for _name in ("Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"):
     )
 
 
-SIMULATOR_PREFIXES = ("Isaac-", "Mjlab-")
+MJLAB_PREFIX = "Mjlab-"
+"""Task ids of mjlab, whose own ``train`` and ``play`` entry points run them (exts/trudi_mjlab/README.md)."""
+
+MJLAB_TRUDI_SUFFIX = "-TruDi"
+"""Appended to an mjlab task id to name its TruDi variant (``trudi_mjlab`` registers one per velocity and cartpole
+task)."""
+
+SIMULATOR_PREFIXES = ("Isaac-", MJLAB_PREFIX)
 """Task ids that belong to Isaac Lab or mjlab, even where Gymnasium's registry also lists them."""
 
 
@@ -215,8 +222,22 @@ def isaaclab_installed() -> bool:
     )
 
 
-def require_isaaclab(task: str) -> None:
-    """Fail with a one-line ConfigError when ``task`` is not embedded and Isaac Lab is not installed."""
+def mjlab_trudi_task(task: str) -> str:
+    """The id of the TruDi variant of the mjlab task ``task`` (``task`` itself if it already names one)."""
+    return task if task.endswith(MJLAB_TRUDI_SUFFIX) else f"{task}{MJLAB_TRUDI_SUFFIX}"
+
+
+def require_simulator(task: str, command: str) -> None:
+    """Fail with a one-line ConfigError when ``scripts/<command>.py`` cannot run the non-embedded ``task`` here.
+
+    An mjlab task never runs through the scripts: the error names mjlab's own ``command`` entry point (``train`` or
+    ``play``) on the task's ``-TruDi`` variant. Any other task needs Isaac Lab.
+    """
+    if task.startswith(MJLAB_PREFIX):
+        raise ConfigError(
+            f"--task={task!r} is an mjlab task: {command} it with `{command} {mjlab_trudi_task(task)}` in a venv with"
+            " mjlab (see exts/trudi_mjlab/README.md); this script runs the embedded, Gymnasium and Isaac Lab tasks."
+        )
     if not isaaclab_installed():
         raise ConfigError(
             f"--task={task!r} is invalid: not a registered Gymnasium id, and Isaac Lab (trudi[isaaclab]) is not"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from trudi.actor import DiffusionActor
+from trudi.options import AlgorithmOptions
+from trudi.storage import OldChains
 
 
 def gaussian_kl(
@@ -21,20 +22,6 @@ def gaussian_kl(
     if kl_mode == "mean":
         return ((mean_q - mean_p) ** 2 / (2.0 * var_p)).sum(-1)
     return (0.5 * torch.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / (2.0 * var_q) - 0.5).sum(-1)
-
-
-@dataclass
-class OldChains:
-    """Old-policy chains and the old kernels along them: the samples of the forward trajectory KL.
-
-    Rows are ``B * K`` chains, the ``K`` chains of each state next to each other (state-major), as
-    :meth:`DiffusionActor.condition` repeats the states.
-    """
-
-    latents: torch.Tensor
-    """``x_n`` at which step ``n``'s kernels are compared (N, B*K, d)."""
-    means: torch.Tensor
-    """The old kernel means ``mu_old,n(x_n)`` (N, B*K, d)."""
 
 
 @torch.no_grad()
@@ -192,35 +179,72 @@ def critic_fit_bound(explained_variance: float, kl_bound_min: float, kl_bound: f
     return max(kl_bound_min, kl_bound * min(max(explained_variance, 0.0), 1.0) ** 2)
 
 
-class ProgressBound(nn.Module):
-    """The ``progress`` rule's bound: a trust-region radius that grows after progress and shrinks after a setback.
+class KLBound:
+    """The bound ``epsilon`` of each update's trust region and the rule that sets it (``algorithm.kl_bound_rule``).
 
-    As a classical trust-region method widens its radius after a step that improved the objective and narrows it after
-    one that did not, each update compares the mean reward per step of the rollout it is given (collected by the
-    policy the last update produced) with the previous rollout's, and multiplies the bound by ``growth`` if it rose
-    and divides it if it did not, within ``[minimum, maximum]``. An equal reward counts as no progress: it happens on
-    a task whose reward per step saturates (a balanced pendulum earns exactly 1 per step), where it narrows the bound
-    around a solved policy. The first update keeps ``initial``. The bound and the last reward are buffers, so a
-    resumed run continues where it stopped.
+    ``fixed``: ``kl_bound`` every update. ``progress``: as a classical trust-region method widens its radius after a
+    step that improved the objective and narrows it after one that did not, each update compares the mean reward per
+    step of the rollout it is given (collected by the policy the last update produced) with the previous rollout's,
+    and multiplies the bound by ``kl_bound_growth`` if it rose and divides it if it did not, within
+    ``[kl_bound_min, kl_bound_max]`` (widened to include ``kl_bound``). An equal reward counts as no progress: it
+    happens on a task whose reward per step saturates (a balanced pendulum earns exactly 1 per step), where it narrows
+    the bound around a solved policy. The first update keeps ``kl_bound``. ``critic_fit``: see :func:`critic_fit_bound`.
+
+    The bound is a plain float (the actor step reads it without a device sync); :meth:`state_dict` carries it and the
+    last reward into checkpoints, so a resumed ``progress`` run continues where it stopped.
     """
 
-    def __init__(self, initial: float, minimum: float, maximum: float, growth: float) -> None:
-        super().__init__()
-        self.minimum, self.maximum, self.growth = minimum, maximum, growth
-        self.register_buffer("bound", torch.tensor(initial, dtype=torch.float64))
-        self.register_buffer("previous_reward", torch.tensor(math.nan, dtype=torch.float64))
+    def __init__(self, cfg: AlgorithmOptions) -> None:
+        """Start at ``cfg.kl_bound``.
 
-    def step(self, mean_reward: float) -> float:
-        """The bound of the update about to run, from its rollout's mean reward per step (the same on every rank)."""
-        bound, previous = float(self.bound), float(self.previous_reward)
-        if mean_reward > previous:
-            bound = min(self.maximum, bound * self.growth)
-        elif mean_reward <= previous:
-            bound = max(self.minimum, bound / self.growth)
+        Args:
+            cfg: The algorithm options; ``kl_bound``, ``kl_bound_rule``, ``kl_bound_min``, ``kl_bound_max`` and
+                ``kl_bound_growth`` are read.
+        """
+        self.rule = cfg.kl_bound_rule
+        self.growth = cfg.kl_bound_growth
+        # A kl_bound outside [kl_bound_min, kl_bound_max] widens the range to it rather than being refused.
+        self.minimum = min(cfg.kl_bound_min, cfg.kl_bound)
+        self.maximum = max(cfg.kl_bound_max, cfg.kl_bound)
+        self.ceiling = cfg.kl_bound
+        self.value = cfg.kl_bound
+        """The bound of the update that runs now."""
+        self.previous_reward = math.nan
+        """The mean reward per step of the rollout before (``progress``); nan before the first update."""
+
+    def follow_progress(self, mean_reward: float) -> float:
+        """``progress``: the bound of the update about to run, from its rollout's mean reward per step.
+
+        ``mean_reward`` must be the same on every rank (a mean over all of them).
+        """
+        if mean_reward > self.previous_reward:
+            self.value = min(self.maximum, self.value * self.growth)
+        elif mean_reward <= self.previous_reward:
+            self.value = max(self.minimum, self.value / self.growth)
         # (Comparisons with the first update's nan are false: that update keeps the initial bound.)
-        self.bound.fill_(bound)
-        self.previous_reward.fill_(mean_reward)
-        return bound
+        self.previous_reward = mean_reward
+        return self.value
+
+    def follow_critic_fit(self, explained_variance: float) -> float:
+        """``critic_fit``: the bound of the update about to run, from the critic's explained variance of its returns."""
+        self.value = critic_fit_bound(explained_variance, self.minimum, self.ceiling)
+        return self.value
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The bound and the last reward, as float64 tensors (the layout checkpoints have always had)."""
+        return {
+            "bound": torch.tensor(self.value, dtype=torch.float64),
+            "previous_reward": torch.tensor(self.previous_reward, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue a checkpoint's rule: its last reward, and under ``progress`` its bound.
+
+        ``fixed`` takes its bound from this run's config and ``critic_fit`` from each update's critic.
+        """
+        self.previous_reward = float(state["previous_reward"])
+        if self.rule == "progress":
+            self.value = float(state["bound"])
 
 
 def actor_objective(

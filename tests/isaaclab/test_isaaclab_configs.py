@@ -9,6 +9,7 @@ import gymnasium as gym
 import pytest
 
 from trudi.config import ConfigError
+from trudi.from_ppo import TORCH_COMPILE_MODE
 from trudi.rsl_rl import DiffusionActor, QCritic, TruDi
 from trudi.workflow import check_train_cfg
 
@@ -61,6 +62,8 @@ def test_derived_configs_pass_every_trudi_check():
         ppo = getattr(ppo, "default", ppo)
         assert cfg.experiment_name == f"{ppo.experiment_name}_trudi"
         assert (cfg.num_steps_per_env, cfg.max_iterations) == (ppo.num_steps_per_env, ppo.max_iterations)
+        assert (cfg.algorithm.gamma, cfg.algorithm.lam) == (ppo.algorithm.gamma, ppo.algorithm.lam)
+        assert cfg.torch_compile_mode == TORCH_COMPILE_MODE
         assert cfg.algorithm.class_name == "trudi.rsl_rl:TruDi" and cfg.class_name == "OnPolicyRunner"
         cfg_dict = cfg.to_dict()
         cfg_dict["actor"].pop("stochastic", None)  # Isaac Lab's migration removes the legacy fields first
@@ -105,9 +108,11 @@ def test_resolve_task_config_applies_agent_overrides():
             "agent.algorithm.kl_bound=0.05",
             "agent.actor.num_denoising_steps=4",
             "agent.algorithm.kl_mode=mean",
+            "agent.torch_compile_mode=reduce-overhead",  # TruDi's CUDA-graph mode, which PPO's field type lacks
         ],
     )
     assert (agent.algorithm.kl_bound, agent.actor.num_denoising_steps, agent.algorithm.kl_mode) == (0.05, 4, "mean")
+    assert agent.torch_compile_mode == "reduce-overhead"
     assert agent.experiment_name == "cartpole_trudi"
 
 

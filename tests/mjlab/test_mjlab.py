@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("mjlab")
+# A submodule: where mjlab is not installed, "mjlab" alone would import this test folder (tests/ is on the path).
+pytest.importorskip("mjlab.tasks")
 
 import dataclasses
 import inspect
@@ -23,17 +24,19 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import mjlab.tasks  # noqa: F401  (registers mjlab's built-in tasks, as its scripts do)
+import mjlab.tasks  # noqa: F401  (registers mjlab's built-in tasks, as its scripts do; imported above already)
 import numpy as np
 import onnx
 import onnxruntime
 import torch
 import yaml
+from mjlab.rl import RslRlBaseRunnerCfg
 from mjlab.scripts import play
 from mjlab.tasks.registry import list_tasks, load_env_cfg, load_rl_cfg, load_runner_cls
 from rsl_rl.utils import resolve_callable
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from trudi.from_ppo import TORCH_COMPILE_MODE
 from trudi.rsl_rl import DiffusionActor, QCritic, TruDi
 from trudi_mjlab.agents import TruDiActorCfg, TruDiAlgorithmCfg, TruDiCriticCfg
 from trudi_mjlab.registration import BASE_TASKS, trudi_task_id
@@ -49,6 +52,9 @@ EXPECTED_BASE_TASKS = {
 }
 PLAY_STEPS = 20
 TRAIN_TIMEOUT_S = 900
+EAGER = ("--agent.torch-compile-mode", "None")
+"""The registered configs compile the update (a long run's default). A run of 2 iterations would spend most of its time
+compiling, so the G1 run is eager; the cartpole run keeps the registered default."""
 
 
 def _without_addresses(cfg: object) -> str:
@@ -113,8 +119,12 @@ def test_trudi_config_resolves_to_trudi_classes_and_keeps_the_task_settings(task
     assert resolve_callable(cfg["actor"]["class_name"]) is DiffusionActor
     assert resolve_callable(cfg["critic"]["class_name"]) is QCritic
     assert cfg["experiment_name"] == f"{ppo_cfg.experiment_name}_trudi"
-    for key in ("obs_groups", "num_steps_per_env", "max_iterations", "seed", "save_interval"):
-        assert cfg[key] == getattr(ppo_cfg, key), key
+    # Every runner field of mjlab's is the task's (trudi.from_ppo.RUNNER_FIELDS covers them all).
+    ppo_dict = dataclasses.asdict(ppo_cfg)
+    for key in {f.name for f in dataclasses.fields(RslRlBaseRunnerCfg)} - {"experiment_name"}:
+        assert cfg[key] == ppo_dict[key], key
+    # RSL-RL's runner-level compile key, which mjlab's runner config lacks, reaches the runner's dict.
+    assert cfg["torch_compile_mode"] == TORCH_COMPILE_MODE
     assert (cfg["algorithm"]["gamma"], cfg["algorithm"]["lam"]) == (ppo_cfg.algorithm.gamma, ppo_cfg.algorithm.lam)
     # Rewards are normalised: every task uses the default support, no per-task value range.
     assert (cfg["critic"]["value_min"], cfg["critic"]["value_max"]) == (-10.0, 10.0)
@@ -150,7 +160,7 @@ def g1_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Only a non-architectural option is overridden: mjlab's ``play`` rebuilds the networks from the registered config.
     """
-    run_dir, _ = _train(G1_TASK, tmp_path_factory.mktemp("g1_logs"), "--agent.algorithm.kl-bound", "0.2")
+    run_dir, _ = _train(G1_TASK, tmp_path_factory.mktemp("g1_logs"), "--agent.algorithm.kl-bound", "0.2", *EAGER)
     return run_dir
 
 
@@ -160,6 +170,7 @@ def test_g1_trains_two_iterations_on_cpu(g1_run: Path) -> None:
     agent = yaml.full_load((g1_run / "params" / "agent.yaml").read_text())
     assert agent["algorithm"]["class_name"] == "trudi.rsl_rl:TruDi"
     assert agent["algorithm"]["kl_bound"] == 0.2
+    assert agent["torch_compile_mode"] is None
 
     checkpoint = torch.load(g1_run / "model_1.pt", map_location="cpu", weights_only=False)
     assert checkpoint["iter"] == 1
@@ -225,3 +236,5 @@ def test_cartpole_trains_two_iterations_on_cpu(tmp_path: Path) -> None:
     assert run_dir.parent.name == "cartpole_trudi"
     assert torch.load(run_dir / "model_1.pt", map_location="cpu", weights_only=False)["iter"] == 1
     assert "Learning iteration 1/2" in output
+    agent = yaml.full_load((run_dir / "params" / "agent.yaml").read_text())
+    assert agent["torch_compile_mode"] == TORCH_COMPILE_MODE

@@ -7,12 +7,10 @@ which rsl-rl-lib >= 5 resolves as ``"module:Class"``.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import MISSING
-
 from isaaclab.utils import configclass
 from isaaclab_rl.rsl_rl import RslRlMLPModelCfg, RslRlOnPolicyRunnerCfg
 
+from trudi.from_ppo import TORCH_COMPILE_MODE, algorithm_fields_from_ppo, runner_fields_from_ppo
 from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, generated_doc, option_fields
 
 
@@ -67,57 +65,28 @@ class TruDiOnPolicyRunnerCfg(RslRlOnPolicyRunnerCfg):
     """Runner config of a TruDi agent; the stock ``OnPolicyRunner`` runs it."""
 
     obs_groups: dict[str, list[str]] = {"actor": ["policy"], "critic": ["policy"]}
+    """Observation groups of the actor and the critic."""
     actor: TruDiActorCfg = TruDiActorCfg()
+    """The diffusion actor."""
     critic: TruDiCriticCfg = TruDiCriticCfg()
+    """The Q critic."""
     algorithm: TruDiAlgorithmCfg = TruDiAlgorithmCfg()
-
-
-RUNNER_FIELDS_FROM_PPO = (
-    "seed",
-    "device",
-    "num_steps_per_env",
-    "max_iterations",
-    "init_at_random_ep_len",
-    "clip_actions",
-    "check_for_nan",
-    "save_interval",
-    "run_name",
-    "logger",
-    "neptune_project",
-    "wandb_project",
-    "load_run",
-    "load_checkpoint",
-)
-"""Runner settings a TruDi config takes over from the task's PPO config: rollout, budget, logging, checkpoints."""
+    """The TruDi algorithm."""
+    torch_compile_mode: str | None = TORCH_COMPILE_MODE
+    """``torch.compile`` mode of TruDi's update (``None``: eager); see :data:`trudi.from_ppo.TORCH_COMPILE_MODE`.
+    Typed wider than PPO's field: TruDi also takes the CUDA-graph modes (``trudi.algorithm.COMPILE_MODES``)."""
 
 
 def trudi_cfg_from_ppo(ppo_cfg: RslRlOnPolicyRunnerCfg) -> TruDiOnPolicyRunnerCfg:
-    """Derive a TruDi runner config from a task's PPO runner config.
+    """Derive a TruDi runner config from a task's PPO runner config, by the rule of :mod:`trudi.from_ppo`.
 
     Rollout length, iteration budget, observation groups (actor and critic inputs), discount and logging settings
-    come from the PPO config; the networks and TruDi options keep their SPEC defaults, except that ``torch_compile``
-    is on (below). ``experiment_name`` gets a ``_trudi`` suffix so TruDi and PPO runs never share a log folder (or a
-    ``--checkpoint latest``).
+    come from the PPO config; the networks and the other TruDi options keep their defaults. ``experiment_name`` gets
+    a ``_trudi`` suffix so TruDi and PPO runs never share a log folder (or a ``--checkpoint latest``).
     """
     cfg = TruDiOnPolicyRunnerCfg()
-    for name in RUNNER_FIELDS_FROM_PPO:
-        value = getattr(ppo_cfg, name, MISSING)
-        if not _is_missing(value):
-            setattr(cfg, name, copy.deepcopy(value))
-    obs_groups = getattr(ppo_cfg, "obs_groups", MISSING)
-    if not _is_missing(obs_groups) and obs_groups:
-        cfg.obs_groups = copy.deepcopy(obs_groups)
-    cfg.experiment_name = f"{ppo_cfg.experiment_name}_trudi"
-    cfg.algorithm.gamma = ppo_cfg.algorithm.gamma
-    cfg.algorithm.lam = ppo_cfg.algorithm.lam
-    # Isaac Lab runs are long (hundreds to thousands of iterations) at a fixed env count, so the one-off compile of the
-    # first iteration (about 20 s with a warm inductor cache, 1.5 min cold, on the 2-core CPU) pays for itself: the
-    # compiled update is 1.3x faster on Isaac-Ant at 256 envs (docs/results/speed.md). It computes the same update
-    # (tests/test_compile.py).
-    cfg.algorithm.torch_compile = True
+    for name, value in runner_fields_from_ppo(ppo_cfg).items():
+        setattr(cfg, name, value)
+    for name, value in algorithm_fields_from_ppo(ppo_cfg).items():
+        setattr(cfg.algorithm, name, value)
     return cfg
-
-
-def _is_missing(value: object) -> bool:
-    # configclass deep-copies defaults, so an unset field holds a copy of MISSING rather than MISSING itself.
-    return isinstance(value, type(MISSING))

@@ -10,10 +10,11 @@ Every field is reachable from mjlab's command line, e.g. ``--agent.algorithm.kl-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 
 from mjlab.rl import RslRlBaseRunnerCfg, RslRlOnPolicyRunnerCfg
 
+from trudi.from_ppo import TORCH_COMPILE_MODE, algorithm_fields_from_ppo, runner_fields_from_ppo
 from trudi.options import ActorOptions, AlgorithmOptions, CriticOptions, Options, generated_doc, option_fields
 
 
@@ -54,6 +55,10 @@ class TruDiOnPolicyRunnerCfg(RslRlBaseRunnerCfg):
     """The Q critic."""
     algorithm: TruDiAlgorithmCfg = field(default_factory=TruDiAlgorithmCfg)
     """The TruDi algorithm."""
+    torch_compile_mode: str | None = TORCH_COMPILE_MODE
+    """``torch.compile`` mode of TruDi's update (``None``: eager), RSL-RL's runner-level key; see
+    :data:`trudi.from_ppo.TORCH_COMPILE_MODE`. mjlab 1.6's runner config has no such field, so it is declared here:
+    ``train`` hands the runner ``dataclasses.asdict`` of this config, where ``TruDi.construct_algorithm`` reads it."""
 
 
 def trudi_cfg_from_ppo(
@@ -62,7 +67,7 @@ def trudi_cfg_from_ppo(
     critic: TruDiCriticCfg | None = None,
     algorithm: TruDiAlgorithmCfg | None = None,
 ) -> TruDiOnPolicyRunnerCfg:
-    """A TruDi runner config derived from a task's PPO runner config.
+    """A TruDi runner config derived from a task's PPO runner config, by the rule of :mod:`trudi.from_ppo`.
 
     The runner fields (seed, ``obs_groups``, ``num_steps_per_env``, ``max_iterations``, save interval, logger, ...)
     are the task's; the experiment name gains ``_trudi`` so runs never mix with PPO's in ``logs/rsl_rl``. The
@@ -75,11 +80,9 @@ def trudi_cfg_from_ppo(
         critic: Critic options; the defaults if ``None`` (rewards are normalised, so one support fits every task).
         algorithm: Algorithm options; TruDi's defaults with the task's ``gamma`` and ``lam`` if ``None``.
     """
-    runner_fields = {f.name: getattr(ppo_cfg, f.name) for f in fields(RslRlBaseRunnerCfg)}
-    runner_fields["experiment_name"] = f"{ppo_cfg.experiment_name}_trudi"
     return TruDiOnPolicyRunnerCfg(
-        **runner_fields,
+        **runner_fields_from_ppo(ppo_cfg),
         actor=actor or TruDiActorCfg(),
         critic=critic or TruDiCriticCfg(),
-        algorithm=algorithm or TruDiAlgorithmCfg(gamma=ppo_cfg.algorithm.gamma, lam=ppo_cfg.algorithm.lam),
+        algorithm=algorithm or TruDiAlgorithmCfg(**algorithm_fields_from_ppo(ppo_cfg)),
     )

@@ -25,10 +25,13 @@ from mjlab.tasks.velocity.config.go1.env_cfgs import unitree_go1_flat_env_cfg, u
 from mjlab.tasks.velocity.config.go1.rl_cfg import unitree_go1_ppo_runner_cfg
 from mjlab.tasks.velocity.rl import VelocityOnPolicyRunner
 
+from trudi.tasks import MJLAB_TRUDI_SUFFIX
+from trudi.tasks import mjlab_trudi_task as trudi_task_id
 from trudi_mjlab.agents import TruDiActorCfg, TruDiCriticCfg, TruDiOnPolicyRunnerCfg, trudi_cfg_from_ppo
 
-TASK_SUFFIX = "-TruDi"
-"""Appended to a built-in task id to name its TruDi variant."""
+TASK_SUFFIX = MJLAB_TRUDI_SUFFIX
+"""Appended to a built-in task id to name its TruDi variant (declared in :mod:`trudi.tasks`, which ``scripts/train.py``
+reads too)."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,6 @@ BASE_TASKS: dict[str, BaseTask] = {
     "Mjlab-Cartpole-Swingup": BaseTask(cartpole_swingup_env_cfg, cartpole_ppo_runner_cfg, None, _cartpole_trudi_cfg),
 }
 """Built-in mjlab tasks that get a TruDi variant, by their own id."""
-
-
-def trudi_task_id(task_id: str) -> str:
-    """The id of the TruDi variant of a built-in task."""
-    return f"{task_id}{TASK_SUFFIX}"
 
 
 def register_trudi_tasks() -> list[str]:
