@@ -3,7 +3,8 @@
     python benchmarks/default_job.py --seeds 1 2 3 4 5
 
 Each seed runs the two commands a new user runs (the README's seed is the config's, 1), in a fresh log root, and
-reads the deterministic return ``play.py`` prints. Writes ``docs/results/default_job.json`` and ``.md``.
+reads the deterministic return ``play.py`` prints. Writes ``docs/results/default_job.json``, then the pages built from
+it (``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import tempfile
 import time
 from datetime import date
 
-from report import cpu_name, write_json, write_markdown
+from report import write_pages
+from results import cpu_name, write_json
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RETURN_LINE = re.compile(r"mean return ([-0-9.]+)")
@@ -40,7 +42,7 @@ def run_seed(seed: int, log_root: str) -> dict:
 
 
 def main() -> None:
-    """Run the seeds and write the table."""
+    """Run the seeds and write the results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--log-root", default=None, help="keep the runs' logs here (default: a deleted temp dir)")
@@ -59,17 +61,7 @@ def main() -> None:
         "rows": rows,
     }
     write_json("default_job.json", result)
-    lines = [
-        f"# The README's default job over seeds ({result['date']}, {result['device']})",
-        "",
-        "`python scripts/train.py --seed S` then `python scripts/play.py --checkpoint latest` (deterministic policy,",
-        "20 whole episodes; the maximum is 1000). Written by `benchmarks/default_job.py`.",
-        "",
-        "| seed | return | training wall-clock (s) |",
-        "|---|---|---|",
-        *(f"| {r['seed']} | {r['return']:.1f} | {r['train_s']:.0f} |" for r in rows),
-    ]
-    write_markdown("default_job.md", lines)
+    write_pages()
 
 
 if __name__ == "__main__":

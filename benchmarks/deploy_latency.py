@@ -6,7 +6,7 @@ Each policy is exported the way RSL-RL's runner exports it (``as_jit`` + ``torch
 ``torch.onnx.export``; here with a dynamic batch axis so batch 64 can run too) and timed at batch 1 and 64 with
 TorchScript and with onnxruntime, one thread by default (a robot's control loop). The MLP is RSL-RL's own
 ``MLPModel`` with the same hidden widths, so the ratio is the price of the denoising chain. Writes
-``docs/results/deploy.json`` and ``deploy.md``.
+``docs/results/deploy.json``, then the pages built from it (``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from datetime import date
 import numpy as np
 import onnxruntime
 import torch
-from report import write_json, write_markdown
+from report import write_pages
+from results import write_json
 from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
@@ -111,7 +112,7 @@ def measure(name: str, policy: torch.nn.Module, obs_dim: int, repeats: int) -> d
 
 
 def main() -> None:
-    """Measure every policy and write the tables."""
+    """Measure every policy and write the results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--obs-dim", type=int, default=48, help="48: ANYmal-D flat velocity task")
     parser.add_argument("--action-dim", type=int, default=12)
@@ -132,25 +133,9 @@ def main() -> None:
     device = f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} thread(s)"
     meta = {"date": str(date.today()), "device": device, "torch": torch.__version__}
     meta |= {"onnxruntime": onnxruntime.__version__, "obs_dim": args.obs_dim, "action_dim": args.action_dim}
-    meta["hidden"] = args.hidden
+    meta |= {"hidden": args.hidden, "repeats": args.repeats}
     write_json("deploy.json", {**meta, "rows": rows})
-    lines = [
-        f"# Deployment latency ({meta['date']}, {device})",
-        "",
-        f"Policies with obs {args.obs_dim}, actions {args.action_dim}, hidden {args.hidden}; torch {torch.__version__},"
-        f" onnxruntime {onnxruntime.__version__}. Median of {args.repeats} calls. Ratio: batch-1 latency / MLP's."
-        " Error: largest |export - torch| over both batches and both formats.",
-        "",
-        "| policy | JIT b1 (ms) | JIT b64 (ms) | ONNX b1 (ms) | ONNX b64 (ms) | JIT b1 / MLP | ONNX b1 / MLP | error |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['policy']} | {r['jit_b1_ms']:.3f} | {r['jit_b64_ms']:.3f} | {r['onnx_b1_ms']:.3f} |"
-            f" {r['onnx_b64_ms']:.3f} | {r['jit_b1_vs_mlp']:.2f}x | {r['onnx_b1_vs_mlp']:.2f}x |"
-            f" {r['max_abs_error_vs_torch']:.1e} |"
-        )
-    write_markdown("deploy.md", lines)
+    write_pages()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Takes consecutive checkpoints of one TruDi run on a task with a 1-D action (Inve
 visited by the newer policy computes (a) the trajectory KL between the two policies' denoising chains, as the
 update's trust region measures it (closed form per step, averaged over 256 old-policy chains per state), and (b) a
 histogram estimate of the KL between their action marginals at the same state (20,000 SDE samples each). Writes
-``docs/results/kl_bound.json`` and ``.md``.
+``docs/results/kl_bound.json``, then the pages built from it (``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import re
 from datetime import date
 
 import torch
-from report import write_json, write_markdown
+from report import write_pages
+from results import cpu_name, write_json
 
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
@@ -83,26 +84,16 @@ def main() -> None:
         )
         print(f"{old_name} -> {new_name}: holds at {rows[-1]['bound_holds']}/{len(traj)} states")
 
-    results = {"date": str(date.today()), "device": "CPU", "run": args.run, "rows": rows}
+    results = {
+        "date": str(date.today()),
+        "device": cpu_name(),
+        "task": args.task,
+        "samples": args.samples,
+        "run": args.run,
+        "rows": rows,
+    }
     write_json("kl_bound.json", results)
-    lines = [
-        f"# Trajectory KL vs marginal action KL on trained policies ({date.today()}, CPU)",
-        "",
-        f"Task {args.task}, run `{os.path.basename(args.run)}`; {args.states} states visited by the newer policy;"
-        f" trajectory KL: closed form per step over 256 old-policy chains; marginal KL: histogram of"
-        f" {args.samples:,} SDE samples per policy (add-half smoothing, 200 bins), so small values carry estimation"
-        " error of order 1e-3.",
-        "",
-        "| old -> new | mean trajectory KL | mean marginal KL | max marginal/trajectory | states where traj >= marg |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ratio = max(m / max(t, 1e-12) for t, m in zip(r["trajectory_kl"], r["marginal_kl"], strict=True))
-        lines.append(
-            f"| {r['old']} -> {r['new']} | {sum(r['trajectory_kl']) / r['states']:.4f} |"
-            f" {sum(r['marginal_kl']) / r['states']:.4f} | {ratio:.2f} | {r['bound_holds']}/{r['states']} |"
-        )
-    write_markdown("kl_bound.md", lines)
+    write_pages()
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
     python benchmarks/multimodality.py --seeds 0 1 2 --iterations 300
 
-Writes docs/results/multimodality.json and .md: per algorithm and seed, the share of stochastic (SDE for TruDi,
-Gaussian for PPO) action samples within 0.2 of each of the two equally good modes (-0.6 and +0.6), and the
-behaviour entropy: the entropy of the distribution over the two modes among the samples that reached one,
-divided by log 2 (0 = collapsed to one mode, 1 = both modes equally used).
+Writes docs/results/multimodality.json (then the pages built from it): per algorithm and seed, the share of
+stochastic (SDE for TruDi, Gaussian for PPO) action samples within 0.2 of each of the two equally good modes (-0.6
+and +0.6), and the behaviour entropy: the entropy of the distribution over the two modes among the samples that
+reached one, divided by log 2 (0 = collapsed to one mode, 1 = both modes equally used).
 """
 
 from __future__ import annotations
@@ -15,17 +15,21 @@ import math
 from datetime import date
 
 import torch
-from report import write_json, write_markdown
+from report import write_pages
+from results import cpu_name, write_json
 
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
 from trudi.workflow import seed_everything
 
+NUM_ENVS = 256
+"""Bandit envs per iteration."""
+
 
 def mode_shares_after_training(algo: str, seed: int, iterations: int, num_samples: int = 4096) -> dict:
     """Train ``algo`` on TwoModeBandit and return the shares of stochastic samples near each mode."""
     seed_everything(seed)
-    env = get_task("TwoModeBandit").make_env(256, seed, "cpu")
+    env = get_task("TwoModeBandit").make_env(NUM_ENVS, seed, "cpu")
     runner = OnPolicyRunner(env, train_cfg("TwoModeBandit", algo), log_dir=None)
     runner.learn(iterations)
     policy = runner.get_inference_policy()
@@ -55,27 +59,16 @@ def behaviour_entropy(shares: tuple[float, ...]) -> float:
 
 
 def main() -> None:
-    """Run the sweep and write the tables."""
+    """Run the sweep and write the results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--algos", nargs="+", default=["trudi", "ppo"])
     args = parser.parse_args()
     rows = [mode_shares_after_training(a, s, args.iterations) for a in args.algos for s in args.seeds]
-    results = {"date": str(date.today()), "device": "CPU (2 cores)", "rows": rows}
+    results = {"date": str(date.today()), "device": cpu_name(), "num_envs": NUM_ENVS, "rows": rows}
     write_json("multimodality.json", results)
-    lines = [
-        f"# Mode shares on TwoModeBandit ({date.today()}, CPU, 2 cores, {args.iterations} iterations x 256 envs)",
-        "",
-        "| algo | seed | share near -0.6 | share near +0.6 | near a mode | behaviour entropy | mean reward |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['algo']} | {r['seed']} | {r['share_mode_neg']:.3f} | {r['share_mode_pos']:.3f} |"
-        f" {r['share_near_a_mode']:.3f} | {r['behaviour_entropy']:.3f} | {r['mean_reward']:.3f} |"
-        for r in rows
-    ]
-    write_markdown("multimodality.md", lines)
+    write_pages()
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ and steps per env (the task's TruDi rollout length). The algorithm's ``act``/``p
 ``compute_returns`` and ``update`` are wrapped with timers (the environment step counts as rollout), and the first
 iteration is discarded as warm-up. ``synthetic`` is an environment that returns random observations of the
 given size at no cost: it isolates the algorithm. The storage's size is counted from its tensors. Results are
-appended to ``docs/results/speed.json`` and the table in ``docs/results/speed.md`` is rebuilt from it;
-``--memory`` results are appended to ``docs/results/memory.json``. ``--against DIR`` first measures the TruDi of
+appended to ``docs/results/speed.json`` (``--memory`` results to ``docs/results/memory.json``), and
+``benchmarks/report.py`` rebuilds ``docs/results/speed.md`` and ``docs/benchmarks.md`` from them; the ``--note``
+says what the run measured, in words. ``--against DIR`` first measures the TruDi of
 another checkout (its ``source/`` first on ``PYTHONPATH``, in a child process running this script, with the same
 arguments) and then this one, and records both rows with the ratios.
 """
@@ -33,7 +34,8 @@ import time
 from datetime import date
 
 import torch
-from report import RESULTS_DIR, write_markdown
+from report import write_pages
+from results import RESULTS_DIR
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
@@ -193,6 +195,7 @@ def measure_and_record(args: argparse.Namespace, env: VecEnv, trudi_cfg: dict, p
         memory |= {"num_envs": env.num_envs, "num_steps_per_env": trudi_cfg["num_steps_per_env"], "note": args.note}
         _append_entry("memory.json", memory)
         print(json.dumps(memory, indent=1))
+        write_pages()
         return
     torch.manual_seed(0)
     trudi = measure(env, trudi_cfg, args.iterations, args.device)
@@ -217,7 +220,9 @@ def measure_and_record(args: argparse.Namespace, env: VecEnv, trudi_cfg: dict, p
         entry["against"] = {"source": os.path.abspath(args.against), "trudi": other}
         entry["speedup"] = {key: other[key] / trudi[key] for key in ("rollout", "update", "iteration")}
         print(json.dumps(entry["speedup"]))
-    write_table(_append_entry("speed.json", entry))
+    _append_entry("speed.json", entry)
+    print(json.dumps(entry, indent=1))
+    write_pages()
 
 
 def _measure_other_checkout(args: argparse.Namespace) -> dict:
@@ -236,8 +241,8 @@ def _measure_other_checkout(args: argparse.Namespace) -> dict:
     return json.loads(rows[-1].removeprefix("SPEED_ROW "))
 
 
-def _append_entry(name: str, entry: dict) -> list[dict]:
-    """Append ``entry`` to the JSON list ``RESULTS_DIR/name`` (rewritten atomically); returns the whole list."""
+def _append_entry(name: str, entry: dict) -> None:
+    """Append ``entry`` to the JSON list ``RESULTS_DIR/name`` (rewritten atomically)."""
     path = os.path.join(RESULTS_DIR, name)
     entries = []
     if os.path.isfile(path):
@@ -245,44 +250,12 @@ def _append_entry(name: str, entry: dict) -> list[dict]:
             entries = json.load(file)
     entries.append(entry)
     atomic_write_text(path, json.dumps(entries, indent=1))
-    return entries
 
 
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
     return f"CPU ({os.cpu_count()} cores, {platform.machine()}, {torch.get_num_threads()} torch threads)"
-
-
-def write_table(entries: list[dict]) -> None:
-    """Rebuild docs/results/speed.md from every measured entry."""
-    lines = [
-        "# Cost per iteration: TruDi vs RSL-RL PPO (measured by benchmarks/speed.py)",
-        "",
-        "Seconds per iteration (mean over the measured iterations, the first excluded); rollout includes the",
-        "environment step. Ratio = TruDi's wall-clock per env step / PPO's, both measured in the same run.",
-        "",
-        "| date | device | task | envs x steps | algo | rollout | returns | update | iteration | env-steps/s |"
-        " ratio | storage MB | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for e in entries:
-        rows = [("trudi", e["trudi"])] + ([("ppo", e["ppo"])] if e.get("ppo") else [])
-        if "against" in e:
-            rows.insert(0, ("trudi (before)", e["against"]["trudi"]))
-        for algo, r in rows:
-            ratio = ""
-            if algo == "trudi" and e.get("ratio_time_per_step"):
-                ratio = f"{e['ratio_time_per_step']:.2f}x"
-            if algo == "trudi" and "speedup" in e:
-                ratio += f" (update {e['speedup']['update']:.2f}x, rollout {e['speedup']['rollout']:.2f}x faster)"
-            storage = f"{r['storage_mb']:.0f}" if algo.startswith("trudi") else ""
-            lines.append(
-                f"| {e['date']} | {e['device']} | {e['task']} | {e['num_envs']} x {e['num_steps_per_env']} | {algo} |"
-                f" {r['rollout']:.3f} | {r['returns']:.3f} | {r['update']:.3f} | {r['iteration']:.3f} |"
-                f" {r['steps_per_s']:,.0f} | {ratio} | {storage} | {e['note']} |"
-            )
-    write_markdown("speed.md", lines)
 
 
 if __name__ == "__main__":
