@@ -73,6 +73,34 @@ def _isaaclab_setup(stack: contextlib.ExitStack, args: argparse.Namespace, overr
     return agent_cfg.to_dict(), env, env
 
 
+DIAGNOSTICS = (
+    "trust_region/kl_realised_mean",
+    "trust_region/kl_realised_over_bound_fraction",
+    "trust_region/kl_bound",
+    "trust_region/kl_mean",
+    "trust_region/step_fraction",
+    "entropy/coef",
+    "entropy/estimate",
+    "entropy/target",
+)
+"""TruDi's diagnostics kept for every update in its curve (``updates``): whether the trust region held its bound,
+and what the temperature did, read from the saved runs rather than from logs that are not committed."""
+
+
+def _record_diagnostics(runner, curve: dict) -> None:
+    """Append each update's :data:`DIAGNOSTICS` to ``curve["updates"]`` (TruDi's updates only; PPO has none)."""
+    update = runner.alg.update
+
+    def recorded() -> dict[str, float]:
+        loss_dict = update()
+        values = {key: round(loss_dict[key], 7) for key in DIAGNOSTICS if key in loss_dict}
+        if values:
+            curve.setdefault("updates", []).append(values)
+        return loss_dict
+
+    runner.alg.update = recorded
+
+
 def _complete(curve: dict, args: argparse.Namespace) -> bool:
     """Whether ``curve`` reaches the run's budget: its seconds with ``--wall-budget``, else its env steps."""
     last = curve["points"][-1]
@@ -143,6 +171,7 @@ def _train(args, label, run_dir, cfg, train_env, eval_env) -> dict:
     else:
         curve["points"].append(evaluation_point(0, 0.0))
 
+    _record_diagnostics(runner, curve)
     # Count iterations here: RSL-RL's current_learning_iteration ends each learn() call at its last iteration, one
     # short of the number run, and the next call starts there.
     iteration, wall = curve["points"][-1]["iteration"], curve["points"][-1]["wall_s"]

@@ -20,17 +20,22 @@ from results import cpu_name, write_json
 
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, train_cfg
-from trudi.workflow import seed_everything
+from trudi.workflow import merge_agent_cfg, seed_everything
 
 NUM_ENVS = 256
 """Bandit envs per iteration."""
 
 
-def mode_shares_after_training(algo: str, seed: int, iterations: int, num_samples: int = 4096) -> dict:
-    """Train ``algo`` on TwoModeBandit and return the shares of stochastic samples near each mode."""
+def mode_shares_after_training(
+    algo: str, seed: int, iterations: int, num_samples: int = 4096, overrides: list[str] | None = None
+) -> dict:
+    """Train ``algo`` on TwoModeBandit and return the shares of stochastic samples near each mode.
+
+    ``overrides`` are ``agent.key=value`` strings, as scripts/train.py takes them.
+    """
     seed_everything(seed)
     env = get_task("TwoModeBandit").make_env(NUM_ENVS, seed, "cpu")
-    runner = OnPolicyRunner(env, train_cfg("TwoModeBandit", algo), log_dir=None)
+    runner = OnPolicyRunner(env, merge_agent_cfg(train_cfg("TwoModeBandit", algo), None, overrides), log_dir=None)
     runner.learn(iterations)
     policy = runner.get_inference_policy()
     obs = env.get_observations()
@@ -39,6 +44,7 @@ def mode_shares_after_training(algo: str, seed: int, iterations: int, num_sample
     shares = env.mode_shares(samples)
     return {
         "algo": algo,
+        "overrides": overrides or [],
         "seed": seed,
         "iterations": iterations,
         "share_mode_neg": shares[0],

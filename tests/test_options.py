@@ -45,7 +45,7 @@ SECTIONS = {"algorithm": TruDi, "actor": DiffusionActor, "critic": QCritic}
 # Number options for which a negative value is valid; every other one must refuse -1.
 SIGNED = {"algorithm.entropy_target_mult", "critic.value_min", "critic.value_max"}
 # Integer options for which 0 is valid; every other one must refuse it.
-ZERO_ALLOWED = {"algorithm.critic_warmup_epochs"}
+ZERO_ALLOWED = {"algorithm.critic_warmup_epochs", "algorithm.kl_backtrack_steps"}
 # Out-of-range values beyond the generic ones (0 and -1 for integers, -1 for numbers): strict or upper bounds.
 EXTRA_OUT_OF_RANGE: dict[str, list] = {
     "algorithm.learning_rate": [0.0],

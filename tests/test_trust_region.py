@@ -97,6 +97,21 @@ def test_without_trust_region_the_same_update_exceeds_the_bound_widely(measured_
     assert measured_kls["none-reverse"] > 10 * KL_BOUND
 
 
+def test_backtracking_holds_the_realised_kl_within_the_bound_at_the_default_multiplier():
+    # At the default lambda_0 = 0.01 the gate alone lets this update run far past the bound (docs/algorithm.md §1.3);
+    # halving the update until the realised KL is within it holds it, measured here on 16 fresh chains per state.
+    default_multiplier = {"init_kl_multiplier": 0.01}
+    gate_alone, _ = _kl_after_one_update("gate", **default_multiplier)
+    backtracked, runner = _kl_after_one_update("gate", kl_backtrack_steps=10, **default_multiplier)
+    logged = runner.last_update
+    fraction = logged["trust_region/step_fraction"]
+    print(f"gate alone {gate_alone:.4f}, backtracked {backtracked:.4f}, step fraction {fraction}")
+    assert gate_alone > 2 * KL_BOUND
+    assert logged["trust_region/kl_realised_mean"] <= KL_BOUND
+    assert 0.0 < fraction < 1.0  # a shortened step, not an undone one
+    assert backtracked <= 1.2 * KL_BOUND
+
+
 def test_critic_fit_bound_grows_with_the_explained_variance_from_the_floor_to_the_bound():
     assert critic_fit_bound(1.0, 0.01, 0.1) == pytest.approx(0.1)
     assert critic_fit_bound(0.5, 0.01, 0.1) == pytest.approx(0.025)  # half explained: a quarter of the bound
@@ -191,3 +206,45 @@ def test_progress_bound_follows_the_rollouts_reward_and_survives_a_resume():
     assert resumed.alg.bound.previous_reward == pytest.approx(rewards[-1])
     runner.env.close()
     resumed.env.close()
+
+
+@pytest.mark.parametrize("kl_chains", ["update", "mini_batch"])
+def test_the_realised_kl_is_the_trajectory_kl_of_the_whole_update_at_every_state(kl_chains):
+    # Logged after the update: old policy (the rollout's) against the updated one, on every stored state. Recomputed
+    # here in one unchunked, step-by-step pass at the moment the update measures it.
+    from small_runner import small_bandit_runner
+
+    from trudi.trust_region import forward_trajectory_kl, sample_old_chains
+
+    torch.manual_seed(0)
+    runner = small_bandit_runner(kl_chains=kl_chains, kl_samples=2)
+    learner = runner.alg.learner
+    measure, seen = learner._realised_kl, {}
+
+    def recompute_then_measure(observations):
+        state = learner.old_actor.get_latent(observations)
+        idx = torch.arange(observations.batch_size[0])
+        with torch.random.fork_rng():
+            random_draw = torch.rand(1)  # the stream's next draw
+        with torch.random.fork_rng():
+            chains = learner.storage.old_chains(idx) or sample_old_chains(learner.old_actor, state, 2)
+        with torch.no_grad():
+            kl, _ = forward_trajectory_kl(learner.actor, learner.old_actor, state, chains, batched=False)
+        seen["expected"] = (kl.mean().item(), kl.max().item(), (kl > learner.bound.value).float().mean().item())
+        seen["logged"] = measure(observations)
+        seen["stream untouched"] = torch.equal(torch.rand(1), random_draw)
+        return seen["logged"]
+
+    learner._realised_kl = recompute_then_measure
+    logs = []
+    runner.alg.update = lambda update=runner.alg.update: logs.append(update()) or logs[-1]
+    runner.learn(2)
+    mean, largest, over = seen["expected"]
+    assert mean > 0.0  # the update moved the policy
+    if kl_chains == "update":  # the same stored chains: the same numbers
+        assert logs[-1]["trust_region/kl_realised_mean"] == pytest.approx(mean, rel=1e-4)
+        assert logs[-1]["trust_region/kl_realised_max"] == pytest.approx(largest, rel=1e-4)
+        assert logs[-1]["trust_region/kl_realised_over_bound_fraction"] == pytest.approx(over)
+    else:  # fresh chains drawn chunk by chunk: the same quantity estimated from other draws
+        assert logs[-1]["trust_region/kl_realised_mean"] == pytest.approx(mean, rel=0.1)
+    assert seen["stream untouched"]  # measuring draws nothing from training's random stream

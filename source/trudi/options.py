@@ -230,6 +230,10 @@ class AlgorithmOptions(Options):
     """the largest bound of `progress` (≥ `kl_bound`; SPEC's 0.1)"""
     kl_bound_growth: float = option(1.25, above_one)
     """the factor by which `progress` widens or narrows the bound per update"""
+    kl_backtrack_steps: int = option(0, at_least(0))
+    """after the last mini-batch, halve the actor's whole update toward the policy that collected the rollout up to
+    this many times, until the realised mean trajectory KL (`trust_region/kl_realised_mean`) is within the bound;
+    an update still over it after them is undone. 0: off (SPEC: the gate alone)"""
     kl_samples: int = option(1, at_least(1), "K")
     """old-policy chains per state (must be 1 with `kl_chains: rollout`)"""
     kl_mode: str = option("full", one_of(KL_MODES), "kl_mode")

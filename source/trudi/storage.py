@@ -191,22 +191,28 @@ class TruDiStorage:
         returns = self.returns.flatten(0, 1)
         next_embeddings = self.next_embeddings.flatten(0, 1)
         episode_ends = (self.terminations | self.truncations).flatten(0, 1)
-        chain_latents = chain_means = None
-        if old_chains and self.chain_latents is not None:
-            chain_latents, chain_means = self.chain_latents.flatten(0, 1), self.chain_means.flatten(0, 1)
         for _ in range(num_epochs):
             permutation = torch.randperm(batch_size, device=self.device)
             for i in range(num_mini_batches):
                 idx = permutation[i * mini_batch_size : (i + 1) * mini_batch_size]
-                old_chains = None
-                if chain_latents is not None:
-                    # (B, K, N, d) -> (N, B*K, d), the K chains of a state next to each other
-                    old_chains = OldChains(
-                        chain_latents[idx].flatten(0, 1).transpose(0, 1), chain_means[idx].flatten(0, 1).transpose(0, 1)
-                    )
                 yield TruDiBatch(
-                    observations[idx], actions[idx], returns[idx], next_embeddings[idx], episode_ends[idx], old_chains
+                    observations[idx],
+                    actions[idx],
+                    returns[idx],
+                    next_embeddings[idx],
+                    episode_ends[idx],
+                    self.old_chains(idx) if old_chains else None,
                 )
+
+    def old_chains(self, idx: torch.Tensor) -> OldChains | None:
+        """The stored old-policy chains of the transitions ``idx`` (flattened ``(t, env)`` order), if any are kept."""
+        if self.chain_latents is None:
+            return None
+        # (T, E, K, N, d) -> (N, B*K, d), the K chains of a state next to each other
+        latents, means = (
+            chains.flatten(0, 1)[idx].flatten(0, 1).transpose(0, 1) for chains in (self.chain_latents, self.chain_means)
+        )
+        return OldChains(latents, means)
 
     def clear(self) -> None:
         """Start a new rollout."""

@@ -89,6 +89,9 @@ class TruDiUpdate(TruDiPart):
             batch_stats = self._critic_step(batch) | self._actor_step(batch)
             for key, value in batch_stats.items():
                 stats.setdefault(key, []).append(value.detach())
+        realised = self._realised_kl(observations)
+        if self.cfg.kl_backtrack_steps > 0:
+            realised = self._backtrack(observations, realised)
 
         # Normalisers change only here, after the update, so rollout and update saw the same statistics (the first
         # rollout already went into them in _start).
@@ -100,7 +103,7 @@ class TruDiUpdate(TruDiPart):
 
         loss_dict = self._reduce_stats(stats)
         stop_if_nonfinite("update", self._nonfinite_parameters(), self.runtime, loss_dict)
-        loss_dict |= fit_stats | {"trust_region/kl_bound": self.bound.value} | self._state_diagnostics()
+        loss_dict |= fit_stats | realised | {"trust_region/kl_bound": self.bound.value} | self._state_diagnostics()
         if loss_dict["critic/clipped_target_fraction"] > self.cfg.clipped_target_warning and not self._warned_clipping:
             self._warned_clipping = True
             low, high = self.critic.value_range.tolist()
@@ -135,6 +138,61 @@ class TruDiUpdate(TruDiPart):
                     means[:, n] = self.old_actor.step_mean(latents[:, n], condition, n)
             running = self.old_actor.sde_chain(state)[2]
         self.duals.start(self.runtime.mean_over_ranks(-running.mean()))
+
+    def _realised_kl(self, observations: TensorDict) -> dict[str, float]:
+        """The trajectory KL between the policy that collected the rollout and the updated one, at every state.
+
+        This is what the trust region bounds; the mini-batch statistics measure it against a policy that is still
+        moving. The estimator is the loss's (forward KL at old-policy chains): the stored chains, or with
+        ``kl_chains: mini_batch`` fresh ones drawn on a forked random generator, so that training's random stream is
+        the same with or without this measurement. Taken in mini-batch-sized chunks, without a graph.
+        """
+        num_states = observations.batch_size[0]
+        chunk = num_states // self.cfg.num_mini_batches
+        kl = []
+        with torch.no_grad(), self.runtime.autocast(), torch.random.fork_rng(devices=self._rng_devices()):
+            for start in range(0, num_states, chunk):
+                idx = torch.arange(start, min(start + chunk, num_states), device=self.storage.device)
+                state = self.old_actor.get_latent(observations[idx])
+                chains = self.storage.old_chains(idx)
+                if chains is None:
+                    chains = sample_old_chains(self.old_actor, state, self.cfg.kl_samples)
+                kl.append(forward_trajectory_kl(self.actor, self.old_actor, state, chains, self.cfg.kl_mode)[0])
+        kl = torch.cat(kl).float()
+        summary = torch.stack([kl.mean(), (kl > self.bound.value).float().mean()])
+        self.runtime.mean_over_ranks(summary)
+        largest = self.runtime.max_over_ranks(kl.max())
+        mean, over_bound = summary.tolist()
+        return {
+            "trust_region/kl_realised_mean": mean,
+            "trust_region/kl_realised_max": float(largest),
+            "trust_region/kl_realised_over_bound_fraction": over_bound,
+        }
+
+    def _backtrack(self, observations: TensorDict, realised: dict[str, float]) -> dict[str, float]:
+        """Shrink the actor's update by halves until the realised mean KL is within the bound; undo it past the last.
+
+        The actor's parameters move to ``old + t (new - old)``, ``t = 1/2, 1/4, ...``, as a line search does; the KL
+        is re-measured at each ``t`` (:meth:`_realised_kl`, the same for every rank). Adam's moments are kept.
+        Returns the realised KL of the accepted step and ``t`` (``trust_region/step_fraction``).
+        """
+        updated = [param.detach().clone() for param in self.actor.parameters()]
+        fraction = 1.0
+        for halving in range(self.cfg.kl_backtrack_steps + 1):
+            if realised["trust_region/kl_realised_mean"] <= self.bound.value:
+                break
+            # Past the last halving the step is undone: the old policy is inside any bound.
+            fraction = 0.0 if halving == self.cfg.kl_backtrack_steps else fraction / 2
+            with torch.no_grad():
+                for param, new, old in zip(self.actor.parameters(), updated, self.old_actor.parameters(), strict=True):
+                    param.copy_(old + fraction * (new - old))
+            realised = self._realised_kl(observations)
+        return realised | {"trust_region/step_fraction": fraction}
+
+    def _rng_devices(self) -> list[int]:
+        """The CUDA devices whose generators :meth:`_realised_kl` forks (none on the CPU)."""
+        device = torch.device(self.runtime.device)
+        return [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
 
     def _mean_rollout_reward(self) -> float:
         """The stored rollout's mean raw reward per step, over all ranks."""
