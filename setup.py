@@ -14,6 +14,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "gym": ["gymnasium[mujoco]>=1.0"],
+    # DeepMind Control's suite as Gymnasium ids (dm_control/<domain>-<task>-v0), registered by shimmy. About 110 MB of
+    # downloads and 300 MB installed (dm_control, scipy, h5py, labmaze, lxml), so CI's main venv does not install it.
+    "dmc": ["shimmy[dm-control]>=2.0,<3"],
     "export": ["onnx", "onnxscript>=0.5.4", "onnxruntime"],
     "dev": ["pytest", "ruff", "matplotlib", "onnxruntime"],
     # The simulator extensions. Both pin their own torch and rsl-rl-lib; install them in their own venvs

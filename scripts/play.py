@@ -5,7 +5,9 @@
     python scripts/play.py --task Isaac-Cartpole --algo trudi --checkpoint latest --num_envs 64   # with Isaac Lab
 
 The exports land in ``<run dir>/exported/policy.pt`` and ``policy.onnx``; they take concatenated raw observations
-(the normaliser is inside) and return environment actions.
+(the normaliser is inside) and return environment actions. On the embedded tasks ``exported/obs_layout.yaml`` says
+which observation key lands where in that vector; play refuses an environment whose layout differs from the run's
+``params/obs_layout.yaml``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from trudi import cli
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, is_embedded, require_simulator, train_cfg
 from trudi.workflow import (
+    check_obs_layout,
     evaluate,
     export_policy,
     load_checkpoint,
     merge_agent_cfg,
     resolve_checkpoint,
+    save_obs_layout,
     seed_everything,
 )
 
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[trudi] loading {checkpoint}")
     seed_everything(args.seed)
     env = task.make_env(args.num_envs or task.num_envs, args.seed, args.device)
+    # Before the checkpoint loads: a layout with the same size but another order would load and act on wrong inputs.
+    check_obs_layout(checkpoint, env.obs_layout, args.task)
     runner = OnPolicyRunner(env, agent_cfg, log_dir=None, device=args.device)
     load_checkpoint(runner, checkpoint, load_cfg={"actor": True}, map_location=args.device)
     policy = runner.get_inference_policy(device=args.device)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     export_dir = os.path.join(os.path.dirname(checkpoint), "exported")
     parity = export_policy(runner, policy, env.get_observations(), agent_cfg["obs_groups"]["actor"], export_dir)
+    save_obs_layout(export_dir, env.obs_layout)
     print(f"[trudi] exported {export_dir}/policy.pt and policy.onnx; max abs diff vs torch: {parity}")
     env.close()
     return {"mean_return": mean_return, "std_return": std_return, "export_dir": export_dir, "parity": parity}

@@ -4,6 +4,8 @@
     python scripts/train.py --algo ppo --task Hopper-v5 --max_iterations 200
     python scripts/train.py --agent_cfg my_agent.yaml agent.algorithm.kl_bound=0.2 agent.actor.num_denoising_steps=4
     python scripts/train.py --resume --load_run 2026-11-24_10-00-00   # continue a run
+    python scripts/train.py --task dm_control/walker-walk-v0          # DeepMind Control: pip install -e ".[dmc]"
+    python scripts/train.py --task my_package:MyEnv-v0                # imports my_package, which registers MyEnv-v0
 
 With Isaac Lab installed, any other task id runs Isaac Lab's own RSL-RL train flow with the agent key of ``--algo``
 (``rsl_rl_trudi_cfg_entry_point`` or the task's own PPO ``rsl_rl_cfg_entry_point``); its other flags pass through:
@@ -11,9 +13,11 @@ With Isaac Lab installed, any other task id runs Isaac Lab's own RSL-RL train fl
     python scripts/train.py --task Isaac-Cartpole --algo trudi --num_envs 256 --device cpu --max_iterations 100
     python scripts/train.py --task Isaac-Cartpole --algo trudi --device cpu --checkpoint latest   # resume
 
-Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit), which need no GPU. An
-mjlab task (``Mjlab-...``) trains with mjlab's own ``train`` entry point on its ``-TruDi`` variant
-(exts/trudi_mjlab/README.md); given one, this script names that command.
+Without Isaac Lab this trains the embedded tasks (Gymnasium MuJoCo, the two-mode bandit) and any other continuous
+Gymnasium id, which need no GPU. ``Dict`` observations are flattened (keys sorted at every level, depth first) and
+the layout is saved as ``params/obs_layout.yaml``, which ``scripts/play.py`` checks. An mjlab task (``Mjlab-...``)
+trains with mjlab's own ``train`` entry point on its ``-TruDi`` variant (exts/trudi_mjlab/README.md); given one,
+this script names that command.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from trudi import cli
 from trudi.rsl_rl import OnPolicyRunner
 from trudi.tasks import get_task, is_embedded, isaaclab_installed, require_simulator, train_cfg
 from trudi.workflow import (
+    check_obs_layout,
     dump_params,
     load_checkpoint,
     merge_agent_cfg,
@@ -87,8 +92,9 @@ def main(argv: list[str] | None = None) -> str | None:
     runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
     if resume_path is not None:
         print(f"[trudi] resuming from {resume_path}")
+        check_obs_layout(resume_path, env.obs_layout, args.task)
         load_checkpoint(runner, resume_path, map_location=args.device)
-    dump_params(log_dir, agent_cfg, env.cfg)
+    dump_params(log_dir, agent_cfg, env.cfg, env.obs_layout)
     print(f"[trudi] logging to {log_dir}")
     runner.learn(num_learning_iterations=agent_cfg["max_iterations"], init_at_random_ep_len=True)
     env.close()

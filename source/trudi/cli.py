@@ -23,7 +23,8 @@ def add_task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         default=DEFAULT_TASK,
-        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id, or an Isaac Lab task",
+        help=f"task id: {', '.join(TASKS)}, any other Gymnasium id (dm_control/<domain>-<task>-v0 with trudi[dmc];"
+        " <module>:<EnvId> imports the module that registers it), or an Isaac Lab task",
     )
     parser.add_argument("--algo", default="trudi", choices=ALGORITHMS)
     parser.add_argument("--num_envs", type=int, default=None, help="parallel environments (task default if unset)")

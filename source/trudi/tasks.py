@@ -8,6 +8,7 @@ same runner, same environments, same rollout size.
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib.util
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from rsl_rl.env import VecEnv
 
 from trudi.config import ConfigError
 from trudi.envs import GymVecEnv, TwoModeBandit
+from trudi.envs.registries import load_registry, plugin_of, split_task
 
 DEFAULT_TASK = "InvertedPendulum-v5"
 """The task ``scripts/train.py`` trains when none is given: learns clearly within minutes on two CPU cores."""
@@ -175,17 +177,33 @@ def gymnasium_task(name: str) -> EmbeddedTask | None:
     """An untuned task for any registered Gymnasium id outside :data:`TASKS`, or ``None`` if ``name`` is not one.
 
     It gets the locomotion tasks' sizes (32 envs, 256-wide networks, 500 iterations) and every algorithm default. The
-    action space is checked when the environment is built (:class:`GymVecEnv` needs a bounded ``Box``).
+    action and observation spaces are checked when the environment is built (:class:`GymVecEnv` needs a bounded
+    ``Box`` action space and a ``Box`` or ``Dict`` of boxes observation space). ``module:EnvId`` imports ``module``
+    first and an id of a plugin registry (``dm_control/...``) imports its plugin
+    (:func:`~trudi.envs.registries.load_registry`); such a name is meant for Gymnasium and nothing else, so when it is
+    not registered, or its packages are missing, this raises the one-line ConfigError instead of returning ``None``.
     """
     if name.startswith(SIMULATOR_PREFIXES):
         return None
     try:
         import gymnasium as gym
-
-        gym.spec(name)
-    except Exception:  # noqa: BLE001 (no gymnasium, an unknown id, or a namespace whose package is missing)
+    except ImportError:
         return None
-    experiment = re.sub(r"[^0-9a-z]+", "_", name.rsplit("-v", 1)[0].lower()).strip("_")
+    env_id = load_registry(name)
+    if env_id not in gym.registry:
+        module, _ = split_task(name)
+        plugin = plugin_of(env_id)
+        if module is None and plugin is None:
+            return None
+        registered_by = f"importing {module!r}" if module is not None else plugin.module
+        namespace = env_id.split("/", 1)[0] + "/" if "/" in env_id else ""
+        close = difflib.get_close_matches(env_id, [i for i in gym.registry if i.startswith(namespace)], n=1)
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        else:
+            hint = f"e.g. {plugin.example}." if plugin is not None else "check its spelling."
+        raise ConfigError(f"--task={name!r} is invalid: {registered_by} registers no Gymnasium id {env_id!r}; {hint}")
+    experiment = re.sub(r"[^0-9a-z]+", "_", env_id.rsplit("-v", 1)[0].lower()).strip("_")
     return EmbeddedTask(
         _gym(name),
         num_envs=32,
@@ -210,7 +228,8 @@ def get_task(name: str) -> EmbeddedTask:
     if task is None:
         raise ConfigError(
             f"--task={name!r} is invalid: not an embedded task ({', '.join(TASKS)}), not a registered Gymnasium id"
-            " (any continuous-control one, e.g. Pendulum-v1 or Swimmer-v5), and not an Isaac Lab task here."
+            " (any continuous-control one, e.g. Pendulum-v1, Swimmer-v5, dm_control/walker-walk-v0, or"
+            " <module>:<EnvId> to import the module that registers it), and not an Isaac Lab task here."
         )
     return task
 
@@ -242,7 +261,7 @@ def require_simulator(task: str, command: str) -> None:
         raise ConfigError(
             f"--task={task!r} is invalid: not a registered Gymnasium id, and Isaac Lab (trudi[isaaclab]) is not"
             f" installed here; available: the embedded tasks ({', '.join(TASKS)}) and any continuous-control"
-            " Gymnasium id."
+            " Gymnasium id (<module>:<EnvId> imports the module that registers it)."
         )
 
 

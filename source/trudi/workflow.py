@@ -1,14 +1,19 @@
 """The train/play plumbing shared by ``scripts/train.py`` and ``scripts/play.py`` on the embedded tasks.
 
 Logs follow RSL-RL / Isaac Lab: ``logs/rsl_rl/<experiment_name>/<YYYY-mm-dd_HH-MM-SS>[_<run_name>]/`` holding
-``model_<it>.pt``, TensorBoard events, ``params/agent.yaml`` and ``params/env.yaml``.
+``model_<it>.pt``, TensorBoard events, ``params/agent.yaml`` and ``params/env.yaml``, and for the embedded tasks
+``params/obs_layout.yaml`` (which observation key lands where in the policy's input).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -23,6 +28,7 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.config import ConfigError
+from trudi.envs.observation_layout import ObsLayout
 
 LOG_ROOT = os.path.join("logs", "rsl_rl")
 """Where runs are written, relative to the working directory (as in Isaac Lab)."""
@@ -100,11 +106,50 @@ def new_log_dir(experiment_name: str, run_name: str = "", root: str = LOG_ROOT) 
     return os.path.join(root, experiment_name, f"{stamp}_{run_name}" if run_name else stamp)
 
 
-def dump_params(log_dir: str, agent_cfg: dict, env_cfg: dict) -> None:
-    """Write ``params/agent.yaml`` and ``params/env.yaml`` as Isaac Lab does."""
+OBS_LAYOUT_FILE = "obs_layout.yaml"
+"""The observation layout's file: in a run's ``params/`` and beside its exported policy."""
+
+
+def dump_params(log_dir: str, agent_cfg: dict, env_cfg: dict, obs_layout: ObsLayout | None = None) -> None:
+    """Write ``params/agent.yaml`` and ``params/env.yaml`` as Isaac Lab does, and ``params/obs_layout.yaml``."""
     os.makedirs(os.path.join(log_dir, "params"), exist_ok=True)
     for name, data in (("agent", agent_cfg), ("env", env_cfg)):
         OmegaConf.save(OmegaConf.create(data), os.path.join(log_dir, "params", f"{name}.yaml"))
+    if obs_layout is not None:
+        save_obs_layout(os.path.join(log_dir, "params"), obs_layout)
+
+
+def save_obs_layout(directory: str, obs_layout: ObsLayout) -> str:
+    """Write ``obs_layout`` to ``<directory>/obs_layout.yaml`` and return the file's path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, OBS_LAYOUT_FILE)
+    with open(path, "w", encoding="utf-8") as file:
+        yaml.safe_dump(obs_layout.to_dict(), file, sort_keys=False, default_flow_style=None, width=120)
+    return path
+
+
+def check_obs_layout(checkpoint: str, obs_layout: ObsLayout, task: str) -> None:
+    """Refuse in one line an environment whose observation layout differs from the one the checkpoint's run saved.
+
+    The run's layout is ``params/obs_layout.yaml`` beside the checkpoint; a run that has none (trained before layouts
+    were saved, or a checkpoint copied out of its run) is not checked.
+    """
+    path = os.path.join(os.path.dirname(checkpoint), "params", OBS_LAYOUT_FILE)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            saved = ObsLayout.from_dict(yaml.safe_load(file))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(
+            f"{path!r} is invalid: not an observation layout as scripts/train.py writes it ({_one_line(error)})."
+        ) from None
+    difference = obs_layout.difference(saved)
+    if difference is not None:
+        raise ConfigError(
+            f"--task={task!r} is invalid for {checkpoint!r}: its observations are laid out unlike the run's"
+            f" ({path}): {difference}."
+        )
 
 
 def _natural_key(name: str) -> list:
@@ -306,6 +351,29 @@ def evaluate(policy: nn.Module, env: VecEnv, num_episodes: int, max_steps: int |
     )
 
 
+@contextlib.contextmanager
+def _quiet_onnx_exporter() -> Iterator[None]:
+    """Silence the notices torch's ONNX exporter prints on every export here, and nothing else.
+
+    Both concern the exporter, not the exported policy: it skips torchvision's operators when torchvision is not
+    installed (logged by its op registry), and torch's pytree warns that its own code uses a deprecated check.
+    """
+    registry_logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+
+    def drop_torchvision_notice(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+    registry_logger.addFilter(drop_torchvision_notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+            )
+            yield
+    finally:
+        registry_logger.removeFilter(drop_torchvision_notice)
+
+
 @torch.no_grad()
 def export_policy(runner, policy: nn.Module, obs, actor_groups: list[str], export_dir: str) -> dict[str, float]:
     """Write ``policy.pt`` (TorchScript) and ``policy.onnx`` to ``export_dir`` through the runner's exporters.
@@ -314,7 +382,8 @@ def export_policy(runner, policy: nn.Module, obs, actor_groups: list[str], expor
     ``onnx`` when onnxruntime is installed. The exports take the actor's observation groups concatenated.
     """
     runner.export_policy_to_jit(export_dir, "policy.pt")
-    runner.export_policy_to_onnx(export_dir, "policy.onnx")
+    with _quiet_onnx_exporter():
+        runner.export_policy_to_onnx(export_dir, "policy.onnx")
     raw_obs = torch.cat([obs[group] for group in actor_groups], dim=-1).cpu().float()
     reference = policy(obs).cpu()
     jit_policy = torch.jit.load(os.path.join(export_dir, "policy.pt"))

@@ -6,5 +6,6 @@ require them.
 
 from .bandit import TwoModeBandit
 from .gym_vec_env import GymVecEnv
+from .observation_layout import ObsLayout
 
-__all__ = ["GymVecEnv", "TwoModeBandit"]
+__all__ = ["GymVecEnv", "ObsLayout", "TwoModeBandit"]

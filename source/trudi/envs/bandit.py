@@ -8,6 +8,8 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from trudi.envs.observation_layout import ObsLayout
+
 
 def mode_shares(actions: torch.Tensor, modes: Sequence[float] = (-0.6, 0.6), radius: float = 0.2) -> tuple[float, ...]:
     """Compute the fraction of action samples that lie close to each mode.
@@ -85,6 +87,8 @@ class TwoModeBandit(VecEnv):
             "action_dim": action_dim,
         }
         self._modes_t = torch.tensor(self.modes, dtype=torch.float32, device=device)
+        self.obs_layout = ObsLayout.of_shape((1,))
+        """The observation vector: one constant feature."""
 
     @property
     def unwrapped(self) -> TwoModeBandit:

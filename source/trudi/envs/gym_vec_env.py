@@ -10,6 +10,8 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from trudi.config import ConfigError
+from trudi.envs.observation_layout import ObsLayout
+from trudi.envs.registries import load_registry
 
 _INSTALL_HINT = 'Install the optional simulator dependencies with `pip install -e ".[gym]"`.'
 
@@ -27,9 +29,11 @@ class GymVecEnv(VecEnv):
 
     Actions are expected in ``[-1, 1]`` per dimension; they are clipped to that range and mapped affinely onto the
     bounds of the environment's ``Box`` action space. Observations are returned as float32 in a single observation
-    group ``"policy"``.
+    group ``"policy"``: a ``Box`` or a (nested) ``Dict`` of boxes flattened into one vector as :attr:`obs_layout`
+    says (keys sorted at every level, depth first, each box row-major).
 
-    Only environments with a bounded ``Box`` action space and a flat (1-D) ``Box`` observation space are supported.
+    Only environments with a bounded ``Box`` action space are supported. The task may be any registered id, an id of
+    a known plugin registry (``dm_control/...``, which imports shimmy) or Gymnasium's ``module:EnvId``.
 
     Sub-environment ``i`` is seeded with ``seed + i`` on the first reset; later resets continue the sub-environment's
     own random stream, so a run is reproducible for a fixed seed and action sequence.
@@ -39,7 +43,8 @@ class GymVecEnv(VecEnv):
         """Create and reset the vectorized environment.
 
         Args:
-            task: Gymnasium environment id, e.g. ``"InvertedPendulum-v5"`` or ``"Hopper-v5"``.
+            task: Gymnasium environment id, e.g. ``"InvertedPendulum-v5"``, ``"dm_control/walker-walk-v0"`` or
+                ``"my_package:MyEnv-v0"`` (imports ``my_package`` first).
             num_envs: Number of environment copies.
             seed: Base seed; sub-environment ``i`` is seeded with ``seed + i`` on the first reset.
             device: Torch device on which observations, rewards and dones are returned.
@@ -63,13 +68,14 @@ class GymVecEnv(VecEnv):
             raise ValueError(f"num_envs must be positive, got {num_envs}.")
 
         # Validate the id before building any environment so the error names the task and not a sub-env internals.
+        env_id = load_registry(task)
         try:
-            spec = gym.spec(task)
+            spec = gym.spec(env_id)
         except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as err:
             raise ValueError(f"Unknown Gymnasium environment id '{task}': {err}") from err
 
         def make_env() -> gym.Env:
-            return gym.make(task, **make_kwargs)
+            return gym.make(env_id, **make_kwargs)
 
         try:
             vec_env = SyncVectorEnv([make_env] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -90,11 +96,7 @@ class GymVecEnv(VecEnv):
                     f"--task={task!r} is invalid: its action space {action_space} is unbounded; TruDi needs finite Box"
                     " bounds."
                 )
-            if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-                raise ConfigError(
-                    f"--task={task!r} is invalid: its observation space {obs_space} is not supported; only flat (1-D)"
-                    " Box observations are."
-                )
+            obs_layout = ObsLayout.of_space(obs_space, task)
         except ValueError:
             vec_env.close()
             raise
@@ -103,7 +105,9 @@ class GymVecEnv(VecEnv):
         self.task = task
         self.num_envs = num_envs
         self.num_actions = int(np.prod(action_space.shape))
-        self.num_obs = int(obs_space.shape[0])
+        self.obs_layout = obs_layout
+        """Where each observation key lands in the ``"policy"`` vector; saved with the run as params/obs_layout.yaml."""
+        self.num_obs = obs_layout.size
         self.device = device
         self.seed = seed
 
@@ -183,10 +187,10 @@ class GymVecEnv(VecEnv):
         extras = {"time_outs": truncated_t & ~terminated_t, "log": {}}
         if "final_obs" in infos:
             # As Isaac Lab's compute_final_obs does: every group for every env, the pre-reset observation where an
-            # episode ended in this step.
-            final = np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1).copy()
+            # episode ended in this step. Gymnasium gives each finished env's own observation (a dict for Dict spaces).
+            final = self.obs_layout.flatten(obs, self.num_envs)
             for i in np.flatnonzero(infos["_final_obs"]):
-                final[i] = np.asarray(infos["final_obs"][i], dtype=np.float32).reshape(-1)
+                final[i] = self.obs_layout.flatten(infos["final_obs"][i], 1)[0]
             extras["final_obs"] = {"policy": torch.as_tensor(final, device=self.device)}
         return self.get_observations(), rewards_t, dones.long(), extras
 
@@ -194,5 +198,5 @@ class GymVecEnv(VecEnv):
         """Close all sub-environments."""
         self._env.close()
 
-    def _to_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device).reshape(self.num_envs, -1)
+    def _to_tensor(self, obs: Any) -> torch.Tensor:
+        return torch.as_tensor(self.obs_layout.flatten(obs, self.num_envs), device=self.device)
