@@ -479,11 +479,10 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(
         "speed",
         "Cost per iteration, TruDi against PPO",
-        "python benchmarks/speed.py --task Isaac-Ant --num-envs 256  # likewise Isaac-Humanoid, in the Isaac Lab venv\n"
-        "python benchmarks/speed.py --task synthetic --against DIR  # DIR: a checkout of the code of 2026-11-24\n"
+        "python benchmarks/speed.py --task synthetic --note alone  # 256 envs x 24 steps; --note: what else ran\n"
+        "python benchmarks/speed.py --task Isaac-Ant --num-envs 256 --note alone  # + Isaac-Humanoid; Isaac Lab venv\n"
         "python benchmarks/speed.py --task synthetic --num-envs 4096 --memory",
-        "the defaults of 2026-12-06 morning (`init_std` 0.5, a fixed `kl_bound`); neither the bound nor its rule"
-        " changes a network pass, so the cost holds at the current defaults",
+        CURRENT_DEFAULTS,
     ),
     Measurement(
         "default_job",
@@ -494,7 +493,12 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(
         "multimodality",
         "Mode shares on TwoModeBandit",
-        "python benchmarks/multimodality.py --seeds 0 1 2 --iterations 300",
+        "python benchmarks/multimodality.py --seeds 0 1 2 --iterations 300 \\\n"
+        "    --variant c_H1 agent.algorithm.entropy_target_mult=1.0 \\\n"
+        "    --variant eps0.3 agent.algorithm.kl_bound_rule=fixed agent.algorithm.kl_bound=0.3 \\\n"
+        "    --variant N16 agent.actor.num_denoising_steps=16 --variant init_std2.5 agent.actor.init_std=2.5 \\\n"
+        "    --variant alpha0.05 agent.algorithm.learn_entropy_coef=false agent.algorithm.init_entropy_coef=0.05 \\\n"
+        "    --variant alpha0.2 agent.algorithm.learn_entropy_coef=false agent.algorithm.init_entropy_coef=0.2",
         CURRENT_DEFAULTS,
     ),
     Measurement(

@@ -1,6 +1,8 @@
 """Mode shares on TwoModeBandit: TruDi vs RSL-RL PPO, same seeds, same runner.
 
     python benchmarks/multimodality.py --seeds 0 1 2 --iterations 300
+    python benchmarks/multimodality.py --variant alpha0.2 agent.algorithm.learn_entropy_coef=false \
+        agent.algorithm.init_entropy_coef=0.2                         # and TruDi with these overrides
 
 Writes docs/results/multimodality.json (then the pages built from it): per algorithm and seed, the share of
 stochastic (SDE for TruDi, Gaussian for PPO) action samples within 0.2 of each of the two equally good modes (-0.6
@@ -70,8 +72,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--algos", nargs="+", default=["trudi", "ppo"])
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="LABEL [agent.k=v ...]",
+        help="TruDi as trudi[LABEL]",
+    )
     args = parser.parse_args()
     rows = [mode_shares_after_training(a, s, args.iterations) for a in args.algos for s in args.seeds]
+    for label, *overrides in args.variant:
+        for seed in args.seeds:
+            rows.append(mode_shares_after_training("trudi", seed, args.iterations, overrides=overrides))
+            rows[-1]["algo"] = f"trudi[{label}]"
     results = {"date": str(date.today()), "device": cpu_name(), "num_envs": NUM_ENVS, "rows": rows}
     write_json("multimodality.json", results)
     write_pages()

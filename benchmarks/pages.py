@@ -284,81 +284,206 @@ def insert_readme_table(readme: str, block: list[str]) -> str:
 # the measurement scripts' pages
 
 
-def grouped_by_day(entries: list[dict], header: list[str], row: Callable[[dict], list[list[str]]]) -> list[str]:
-    """One table per (date, device) of ``entries``, newest first, each under a heading that names both."""
-    days = sorted({(e["date"], e["device"]) for e in entries}, reverse=True)
-    lines = []
-    for date, device in days:
-        rows = [r for e in entries if (e["date"], e["device"]) == (date, device) for r in row(e)]
-        lines += [f"### {date}, {device}", "", *table(header, rows), ""]
-    return lines
+def machine(entry: dict) -> str:
+    """The device and torch threads of a ``speed.py`` entry."""
+    return f"{entry['device']}, {entry['threads']} torch thread{'s' if entry['threads'] > 1 else ''}"
 
 
-def speed_rows(entry: dict) -> list[list[str]]:
-    """The table rows of one ``speed.py`` run: TruDi (and the checkout it was compared with) and PPO."""
-    rows = [("trudi", entry["trudi"])] + ([("ppo", entry["ppo"])] if entry.get("ppo") else [])
-    if "against" in entry:
-        rows.insert(0, ("trudi (before)", entry["against"]["trudi"]))
-    lines = []
-    for algo, r in rows:
-        ratio = ""
-        if algo == "trudi" and entry.get("ratio_time_per_step"):
-            ratio = f"{entry['ratio_time_per_step']:.2f}x"
-        if algo == "trudi" and "speedup" in entry:
-            speedup = entry["speedup"]
-            ratio += f" (update {speedup['update']:.2f}x, rollout {speedup['rollout']:.2f}x faster)"
-        lines.append(
+def plain(value: float) -> str:
+    """``value`` with up to three decimals and no trailing zeros: ``1.125``, ``1.042``, ``5``."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def is_current(entry: dict) -> bool:
+    """Whether a ``speed.json`` entry is a like-for-like measurement, not a row kept for a page that cites it."""
+    return "kept_for" not in entry
+
+
+COST_ROWS = (
+    ("seconds", "rollout", "seconds, rollout: `act`, `process_env_step`, `compute_returns`"),
+    ("seconds", "update", "seconds, update"),
+    ("seconds", "env", "seconds, environment step"),
+    ("seconds", "iteration", "seconds, whole iteration"),
+    ("flops", "rollout", "matmul FLOP, rollout"),
+    ("flops", "update", "matmul FLOP, update"),
+    ("dispatches", "rollout", "dispatches, rollout"),
+    ("dispatches", "update", "dispatches, update"),
+)
+"""The like-for-like table's rows: (quantity, phase, label)."""
+
+
+def cost_cells(quantity: str, value: float, samples: int) -> list[str]:
+    """``value`` per iteration and per env step (``samples`` env steps per iteration), with units."""
+    if quantity == "seconds":
+        return [f"{fmt(value)} s", f"{fmt(value / samples * 1e6)} µs"]
+    if quantity == "flops":
+        return [f"{fmt(value / 1e9)} G", f"{fmt(value / samples / 1e6)} M"]
+    return [f"{value:,}", fmt(value / samples)]
+
+
+def structural_flops(passes: list[dict], phase: str) -> float:
+    """FLOPs per sample of ``phase`` that ``passes`` (``speed.py``'s ``structure``) require."""
+    return sum(p["per_sample"] * p["forward_flops"] * p["factor"] for p in passes if p["phase"] == phase)
+
+
+def like_for_like_section(entry: dict, defaults: str) -> list[str]:
+    """One ``speed.py`` run: the cost table of TruDi and PPO, then the structural count beside the measured FLOPs."""
+    trudi, ppo = entry["trudi"], entry["ppo"]
+    samples = entry["num_envs"] * entry["num_steps_per_env"]
+    rows = []
+    for quantity, phase, label in COST_ROWS:
+        values = trudi[quantity][phase], ppo[quantity][phase]
+        cells = [cost_cells(quantity, value, samples) for value in values]
+        rows.append([label, cells[0][0], cells[1][0], cells[0][1], cells[1][1], f"{fmt(values[0] / values[1])}x"])
+    when = machine(entry) + f", load average {entry['load_average']:.1f} at the start"
+    lines = [
+        f"## {entry['task']}, {entry['num_envs']} envs x {entry['num_steps_per_env']} steps",
+        "",
+        measured(entry["date"], when + (f", {entry['note']}" if entry["note"] else ""), defaults),
+        f"{entry['iterations']} timed iterations after one warm-up, then one counted."
+        + (f" TruDi overrides: `{' '.join(entry['trudi_overrides'])}`." if entry["trudi_overrides"] else ""),
+        "",
+        *(
+            f"- {name}: {row['networks']}"
+            + (f"; compiled (`torch_compile_mode: {row['torch_compile_mode']}`)." if row["torch_compile_mode"] else ".")
+            for name, row in (("TruDi", trudi), ("PPO", ppo))
+        ),
+        "",
+    ]
+    header = ["", "TruDi per iteration", "PPO per iteration", "TruDi per env step", "PPO per env step", "TruDi / PPO"]
+    lines += [*table(header, rows), ""]
+    if trudi["structure"] is None:
+        return [*lines, "No structural count: `speed.py` derives none for these TruDi options.", ""]
+    pass_rows = [
+        [
+            name,
+            p["phase"],
+            p["pass"],
+            plain(p["per_sample"]),
+            fmt(p["forward_flops"] / 1e6),
+            f"{p['factor']}",
+            fmt(p["per_sample"] * p["forward_flops"] * p["factor"] / 1e6),
+        ]
+        for name, row in (("TruDi", trudi), ("PPO", ppo))
+        for p in row["structure"]
+    ]
+    compared = []
+    for label, phases in (
+        ("rollout", ("rollout",)),
+        ("update", ("update",)),
+        ("rollout + update", ("rollout", "update")),
+    ):
+        counts = [
+            (sum(structural_flops(row["structure"], p) for p in phases) * samples, sum(row["flops"][p] for p in phases))
+            for row in (trudi, ppo)
+        ]
+        compared.append(
             [
+                label,
+                *(f"{fmt(value / 1e9)} G" for pair in counts for value in pair),
+                f"{fmt(counts[0][0] / counts[1][0])}x",
+                f"{fmt(counts[0][1] / counts[1][1])}x",
+            ]
+        )
+    pass_header = ["algo", "phase", "network pass", "passes per sample", "forward MFLOP", "factor", "MFLOP per sample"]
+    compared_header = ["FLOP per iteration", "TruDi structural", "TruDi measured", "PPO structural", "PPO measured"]
+    return [
+        *lines,
+        "Structural count:",
+        "",
+        *table(pass_header, pass_rows),
+        "",
+        *table([*compared_header, "TruDi / PPO structural", "TruDi / PPO measured"], compared),
+        "",
+    ]
+
+
+def kept_rows(entry: dict) -> list[list[str]]:
+    """A row kept from the earlier ``speed.py`` (seconds only): TruDi's and PPO's, the reason on TruDi's."""
+    rows = []
+    for algo in ("trudi", "ppo"):
+        r, first = entry[algo], algo == "trudi"
+        rows.append(
+            [
+                f"{entry['date']}, {machine(entry)}" if first else "",
                 entry["task"],
                 f"{entry['num_envs']} x {entry['num_steps_per_env']}",
                 algo,
-                f"{r['rollout']:.3f}",
-                f"{r['returns']:.3f}",
-                f"{r['update']:.3f}",
-                f"{r['iteration']:.3f}",
+                *(f"{r[key]:.3f}" for key in ("rollout", "returns", "update", "iteration")),
                 f"{r['steps_per_s']:,.0f}",
-                ratio.strip(),
-                f"{r['storage_mb']:.0f}" if algo.startswith("trudi") else "",
-                entry["note"],
+                f"{entry['ratio_time_per_step']:.2f}x" if first else "",
+                entry["note"] if first else "",
+                entry["kept_for"] if first else "",
             ]
         )
-    return lines
+    return rows
 
 
 def speed_page(speed: list[dict], memory: list[dict]) -> str:
-    """``docs/results/speed.md`` from ``speed.json`` and ``memory.json``."""
+    """``docs/results/speed.md`` from ``speed.json`` and ``memory.json``: the current results only."""
     info = manifest.measurement("speed")
-    header = ["task", "envs x steps", "algo", "rollout", "returns", "update", "iteration", "env-steps/s", "ratio"]
-    memory_header = ["task", "envs x steps", "before the algorithm", "after one rollout", "after one update epoch"]
-
-    def memory_row(e: dict) -> list[list[str]]:
-        sizes = [f"{e[key]:,.0f}" for key in ("baseline_mb", "after_rollout_mb", "after_update_mb")]
-        return [[e["task"], f"{e['num_envs']} x {e['num_steps_per_env']}", *sizes, e["note"]]]
-
+    kept_header = ["measured", "task", "envs x steps", "algo", "rollout", "returns", "update", "iteration"]
+    memory_header = ["measured", "task", "envs x steps", "before the algorithm", "after one rollout"]
+    memory_rows = [
+        [
+            f"{e['date']}, {machine(e)}",
+            e["task"],
+            f"{e['num_envs']} x {e['num_steps_per_env']}",
+            *(f"{e[key]:,.0f}" for key in ("baseline_mb", "after_rollout_mb", "after_update_mb")),
+            e["note"],
+        ]
+        for e in memory
+    ]
     lines = [
-        generated_by("`docs/results/speed.json` and `memory.json`, which `benchmarks/speed.py` appends to"),
+        generated_by("`docs/results/speed.json` and `memory.json`, which `benchmarks/speed.py` writes"),
         f"# {info.title} (`benchmarks/speed.py`)",
         "",
-        "Seconds per iteration (mean over the measured iterations, the first excluded); rollout includes the",
-        "environment step. Ratio: TruDi's wall-clock per env step / PPO's, both measured in the same run; with",
-        "`--against`, also how much faster TruDi's update and rollout are than the other checkout's. One table per",
-        "day and machine, newest first; each row's note says what it measured. The newest measured "
-        + info.defaults
-        + ". Commands:",
+        "Each algorithm at the sizes a user would run it, both through the same `OnPolicyRunner` on the same",
+        "environment with the same envs and steps per env, measured in one run. Seconds: mean over the timed",
+        "iterations; the rollout is the algorithm's own methods, the environment's step is its row, and the whole",
+        "iteration adds the runner's bookkeeping. Matmul FLOP: the matrix multiplies of the counted iteration,",
+        "backward included (`torch.utils.flop_counter`'s formulas); dispatches: its aten operators that reach the",
+        "dispatcher. Neither count depends on the machine's load; seconds do, so each table says what else ran. A",
+        "compiled function (`torch_compile_mode`) runs eagerly under the counting dispatch mode: its seconds are",
+        "compiled, its counts the eager code's (the same matrix multiplies; compiled, fewer operators reach the",
+        "dispatcher). Per env step: per iteration / (envs x steps); a batched call's dispatches do not grow with the",
+        "envs, so per env step they shrink as the envs grow.",
+        "",
+        "Structural count, beside each table: the network passes per sample (one env step) that the code requires at",
+        "the run's options, as `structure()` in `benchmarks/speed.py` reads them off `source/trudi/rollout.py` and",
+        "`update.py` and RSL-RL's PPO (T steps per env, K old chains per state). Forward MFLOP: one sample through",
+        "the pass, 2 in out per linear layer of the networks as built; an SDE chain is N control-network steps, of",
+        "which only the latent's columns of the first layer change from step to step, plus the state's columns once.",
+        "Factor: 1 without a graph; 3 for a trained network, its backward about twice its forward (weight and input",
+        "gradients; a first layer's input gradient, which the observations do not need, is counted too); 2 for the",
+        "frozen critic that the actor's gradient flows through. Left out: batch-independent terms (the step",
+        "embedding), element-wise operations, the optimizer. Commands:",
         "",
         *code_block(info.command),
         "",
-        "## Cost per iteration",
+    ]
+    for entry in filter(is_current, speed):
+        lines += like_for_like_section(entry, info.defaults)
+    lines += [
+        "## Rows kept from the earlier `speed.py`",
         "",
-        *grouped_by_day(speed, [*header, "storage MB", "note"], speed_rows),
+        "Seconds per iteration only, at the defaults each note names; the rollout included the environment step, and",
+        "the ratio is TruDi's wall-clock per env step / PPO's. Each is kept for what its last column says.",
+        "",
+        *table(
+            [*kept_header, "env-steps/s", "TruDi / PPO", "note", "kept for"],
+            [row for entry in speed if not is_current(entry) for row in kept_rows(entry)],
+        ),
+        "",
         "## Peak memory (`--memory`, MB)",
         "",
-        "The process's peak resident set on the CPU (the interpreter and libraries included: `before the algorithm`)",
-        "after one rollout and after one update epoch (every mini-batch once; more epochs reach the same peak).",
+        "TruDi's process peak resident set on the CPU (the interpreter and libraries included: `before the",
+        "algorithm`) after one rollout and after one update epoch (every mini-batch once; more epochs reach the same",
+        "peak).",
         "",
-        *grouped_by_day(memory, [*memory_header, "note"], memory_row),
+        *table([*memory_header, "after one update epoch", "note"], memory_rows),
     ]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def measurement_page(name: str, data: dict, text: list[str], header: list[str], rows: list[list[str]]) -> str:
@@ -398,9 +523,19 @@ def multimodality_page(data: dict) -> str:
         f"{', '.join(map(str, iterations))} iterations × {data['num_envs']} envs per run. Per algorithm and seed: the",
         "share of stochastic action samples (SDE for TruDi, Gaussian for PPO) within 0.2 of each of the two equally",
         "good modes, and the behaviour entropy (the entropy over the two modes among the samples that reached one,",
-        "divided by log 2: 0 = one mode, 1 = both equally).",
+        "divided by log 2: 0 = one mode, 1 = both equally). `trudi[LABEL]` rows ran TruDi with these overrides:",
+        *(f"`{r['algo']}`: {', '.join(f'`{o}`' for o in r['overrides'])}." for r in _variant_rows(data["rows"])),
     ]
     return measurement_page("multimodality", data, text, header, rows)
+
+
+def _variant_rows(rows: list[dict]) -> list[dict]:
+    """The first row of each TruDi variant (``trudi[LABEL]``), which names its overrides."""
+    first: dict[str, dict] = {}
+    for row in rows:
+        if row.get("overrides"):
+            first.setdefault(row["algo"], row)
+    return list(first.values())
 
 
 def kl_bound_page(data: dict) -> str:
@@ -495,8 +630,10 @@ def benchmarks_page(curves_by_suite: dict[str, list[dict]], measurements: dict[s
         "with the same env count and env-step budget for TruDi and PPO. It evaluates the deterministic policy",
         "(TruDi's ODE sampler, PPO's mean action) every `eval_every` env steps over whole episodes taken in",
         "environment order after a reset, and checkpoints after each evaluation into `logs/benchmarks/` (not",
-        "committed): a run that was cut off resumes there, and a run whose committed curve reaches the budget is",
-        "skipped. Each finished run's curve goes into the suite's `runs.json`. `ppo[equal-wall-clock]` runs give PPO",
+        "committed; `TRUDI_BENCHMARK_WORK_DIR` moves it out of the checkout): a run that was cut off resumes there,",
+        "and a run whose committed curve reaches the budget is skipped. Each finished run's curve goes into the",
+        "suite's `runs.json`, a TruDi run's with every update's realised KL, bound and temperature (`updates`; runs",
+        "measured before this was kept have none). `ppo[equal-wall-clock]` runs give PPO",
         "each seed's TruDi training seconds instead of env steps. Final return: the last evaluation's, per seed and",
         "mean ± std over seeds; training seconds: mean over seeds, evaluations excluded.",
     ]
@@ -557,31 +694,49 @@ def measurement_section(name: str, date: str, device: str, body: list[str]) -> l
 
 def measurement_sections(measurements: dict[str, Any]) -> list[str]:
     """``docs/benchmarks.md``'s sections of the measurement scripts: the latest results of each."""
-    speed, memory = measurements["speed"], measurements["memory"]
-    latest = max(e["date"] for e in speed)
-    peak = max(memory, key=lambda e: e["date"])
+    current = [e for e in measurements["speed"] if is_current(e)]
+    earlier = sorted({e["task"] for e in measurements["speed"]} - {e["task"] for e in current})
+    peak = max(measurements["memory"], key=lambda e: e["date"])
+
+    def compared(e: dict, quantity: str, unit: Callable[[float], str]) -> list[str]:
+        """TruDi's and PPO's rollout and update per iteration, and the ratio."""
+        cells = []
+        for phase in ("rollout", "update"):
+            trudi, ppo = e["trudi"][quantity][phase], e["ppo"][quantity][phase]
+            cells.append(f"{unit(trudi)} / {unit(ppo)} ({fmt(trudi / ppo)}x)")
+        return cells
+
     cost_rows = [
         [
             e["task"],
             f"{e['num_envs']} x {e['num_steps_per_env']}",
-            f"{e['trudi']['iteration']:.2f} ({e['trudi']['rollout']:.2f} / {e['trudi']['update']:.2f})",
-            f"{e['ppo']['iteration']:.3f} ({e['ppo']['rollout']:.3f} / {e['ppo']['update']:.3f})",
-            f"{e['ratio_time_per_step']:.2f}x",
-            e["note"],
+            *compared(e, "seconds", lambda value: f"{fmt(value)} s"),
+            *compared(e, "flops", lambda value: f"{fmt(value / 1e9)} G"),
+            *compared(e, "dispatches", lambda value: f"{value:,}"),
         ]
-        for e in speed
-        if e["date"] == latest and e.get("ppo")
+        for e in current
     ]
-    devices = " and ".join(sorted({e["device"] for e in speed if e["date"] == latest}))
-    cost_header = ["task", "envs x steps", "TruDi s/iter (rollout / update)", "PPO s/iter (rollout / update)"]
+    cost_header = ["task", "envs x steps", "rollout s", "update s", "rollout FLOP", "update FLOP", "rollout dispatches"]
     lines = measurement_section(
         "speed",
-        latest,
-        devices,
+        max(e["date"] for e in current),
+        "; ".join(sorted({machine(e) for e in current})),
         [
-            *table([*cost_header, "TruDi / PPO per env step", "note"], cost_rows),
+            "Per iteration, each algorithm at the sizes users run it (TruDi / PPO, and the ratio); matmul FLOPs and",
+            "operator dispatches do not depend on the machine's load, seconds do (the load and the structural FLOP",
+            "count are on the results page).",
             "",
-            f"Peak memory at {peak['num_envs']} x {peak['num_steps_per_env']} ({peak['date']}, {peak['device']},"
+            *table([*cost_header, "update dispatches"], cost_rows),
+            "",
+            *(
+                [
+                    f"Not yet measured like for like: {', '.join(earlier)} (earlier timings on the results page).",
+                    "",
+                ]
+                if earlier
+                else []
+            ),
+            f"Peak memory at {peak['num_envs']} x {peak['num_steps_per_env']} ({peak['date']}, {machine(peak)},"
             f" process RSS): {peak['after_update_mb']:,.0f} MB after one update epoch,"
             f" {peak['after_rollout_mb']:,.0f} MB after the rollout, {peak['baseline_mb']:,.0f} MB before the"
             " algorithm was built.",

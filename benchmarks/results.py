@@ -20,8 +20,9 @@ from trudi.checkpoint import atomic_write_text
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 RESULTS_DIR = os.path.join(REPO_ROOT, "docs", "results")
 """Where the committed results live."""
-WORK_DIR = os.path.join(REPO_ROOT, "logs", "benchmarks")
-"""The learning harness's checkpoints and unfinished curves (``logs/`` is not committed)."""
+WORK_DIR = os.environ.get("TRUDI_BENCHMARK_WORK_DIR") or os.path.join(REPO_ROOT, "logs", "benchmarks")
+"""The learning harness's checkpoints and unfinished curves (``logs/`` is not committed). ``TRUDI_BENCHMARK_WORK_DIR``
+moves them out of the checkout, so that long runs resume from a fresh clone of the repository."""
 RUNS_FILE = "runs.json"
 """A suite's data file: the list of its finished runs' curves."""
 

@@ -56,7 +56,7 @@ TORCH_COMPILE_MODE: str | None = "default"
 """``torch_compile_mode`` of every simulator task's TruDi config: RSL-RL's runner-level key (a top-level key of the
 train config), which ``TruDi.construct_algorithm`` reads. Simulator runs are long (hundreds to thousands of
 iterations) at a fixed env count, so the one-off compile of the first iteration (about 20 s with a warm inductor
-cache, 1.5 min cold, on the 2-core CPU) pays for itself: the compiled update was 1.35x faster on Isaac-Ant at 256 envs
+cache, 1.5 min cold, on the 2-core CPU) pays for itself: the compiled update was 1.3x faster on Isaac-Ant at 256 envs
 on the CPU (docs/results/speed.md), and it computes the same update (tests/test_compile.py). The embedded tasks stay
 eager (``None``, RSL-RL's default)."""
 
