@@ -171,16 +171,17 @@ def test_bad_module_ids_fail_in_one_line(tmp_path, task, message):
 
 
 def test_missing_plugin_names_the_extra(tmp_path):
-    # As if shimmy were not installed: None in sys.modules makes its import fail.
+    # As if neither shimmy nor dm_control were installed (whether or not they are): None in sys.modules hides them.
     code = (
-        "import runpy, sys; sys.modules['shimmy'] = None;"
+        "import runpy, sys; sys.modules['shimmy'] = sys.modules['dm_control'] = None;"
         f" sys.argv = ['train.py', '--task', 'dm_control/walker-walk-v0', '--log_root', {str(tmp_path)!r}];"
         f" runpy.run_path({str(SCRIPTS / 'train.py')!r}, run_name='__main__')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert _last_line(result) == (
-        "[trudi] --task='dm_control/walker-walk-v0' needs shimmy, not installed here: `pip install -e \".[dmc]\"`."
+        "[trudi] --task='dm_control/walker-walk-v0' needs shimmy, dm_control, not installed here:"
+        ' `pip install -e ".[dmc]"`.'
     )
 
 
