@@ -266,10 +266,27 @@ def comparison_table(curves_by_suite: dict[str, list[dict]]) -> list[str]:
     header = ["task", "env steps", "TruDi", "PPO, same env steps", "PPO, same wall-clock"]
     return [
         *table(header, rows),
+        *falls_notes(curves_by_suite, manifest.COMPARISON),
         "",
         f"Mean final return over {seeds_text(sorted(seeds))}, deterministic evaluation; measured"
         f" {', '.join(dict.fromkeys(when))} ([docs/benchmarks.md](docs/benchmarks.md)).",
     ]
+
+
+def falls_notes(curves_by_suite: dict[str, list[dict]], suite_names: tuple[str, ...]) -> list[str]:
+    """A line per task whose policies never outlast the fall (``Task.falls_within``), with the measured lengths."""
+    notes = []
+    for name in suite_names:
+        for task in manifest.suite(name).tasks:
+            if task.falls_within is None:
+                continue
+            lengths = [p["length_mean"] for c in curves_by_suite[name] if c["task"] == task.name for p in c["points"]]
+            notes.append(
+                f"\n{task.name}: every evaluation of every run, TruDi's and PPO's, had a mean episode length of"
+                f" {min(lengths):.1f}–{max(lengths):.1f} steps: the robot falls within about {task.falls_within} steps"
+                " whatever either policy does, so this row compares how it falls, not control."
+            )
+    return notes
 
 
 def insert_readme_table(readme: str, block: list[str]) -> str:
@@ -650,6 +667,7 @@ def benchmarks_page(curves_by_suite: dict[str, list[dict]], measurements: dict[s
                 [*header, "PPO at TruDi's training seconds", "training s, TruDi / PPO"],
                 comparison_rows(suite, curves_by_suite[suite.name]),
             ),
+            *falls_notes(curves_by_suite, (suite.name,)),
         ]
     lines += [
         "",
