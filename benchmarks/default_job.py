@@ -20,15 +20,14 @@ import time
 from datetime import date
 
 from report import write_pages
-from results import cpu_name, write_json
+from results import REPO_ROOT, cpu_name, write_json
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RETURN_LINE = re.compile(r"mean return ([-0-9.]+)")
 
 
 def run_seed(seed: int, log_root: str) -> dict:
     """Train and play one seed; returns the deterministic return and the training wall-clock."""
-    scripts = os.path.join(ROOT, "scripts")
+    scripts = os.path.join(REPO_ROOT, "scripts")
     start = time.perf_counter()
     train = [sys.executable, os.path.join(scripts, "train.py"), "--seed", str(seed), "--log_root", log_root]
     subprocess.run(train, check=True, capture_output=True, text=True)

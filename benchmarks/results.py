@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import platform
+import statistics
 from typing import Any
 
 from trudi.checkpoint import atomic_write_text
@@ -86,15 +86,10 @@ def _locked(file):
         fcntl.flock(file, fcntl.LOCK_UN)
 
 
-def mean(values: list[float]) -> float:
-    """The arithmetic mean."""
-    return sum(values) / len(values)
-
-
-def std(values: list[float]) -> float:
-    """The population standard deviation (over seeds: the spread the tables give after ±)."""
-    centre = mean(values)
-    return math.sqrt(sum((value - centre) ** 2 for value in values) / len(values))
+mean = statistics.fmean
+"""The arithmetic mean."""
+std = statistics.pstdev
+"""The population standard deviation (over seeds: the spread the tables give after ±)."""
 
 
 def final_return(curve: dict) -> float:

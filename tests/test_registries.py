@@ -113,6 +113,13 @@ def test_unsupported_observation_leaf_names_its_key():
         ObsLayout.of_space(space, "Toy-v0")
 
 
+def test_an_observation_missing_a_declared_key_names_it():
+    space = spaces.Dict({"arm": spaces.Dict({"pos": spaces.Box(-1.0, 1.0, (2,))}), "vel": spaces.Box(-1.0, 1.0, (1,))})
+    layout = ObsLayout.of_space(space, "Toy-v0")
+    with pytest.raises(ConfigError, match=r"observation key 'arm/pos' is missing from the environment's observation"):
+        layout.flatten({"arm": {}, "vel": np.zeros((2, 1))}, 2)
+
+
 def test_dict_observations_round_trip_through_train_play_and_export(tmp_path):
     from trudi.rsl_rl import OnPolicyRunner
     from trudi.tasks import train_cfg

@@ -201,10 +201,10 @@ class TruDiStorage:
                     returns[idx],
                     next_embeddings[idx],
                     episode_ends[idx],
-                    self.old_chains(idx) if old_chains else None,
+                    self.chains_of(idx) if old_chains else None,
                 )
 
-    def old_chains(self, idx: torch.Tensor) -> OldChains | None:
+    def chains_of(self, idx: torch.Tensor) -> OldChains | None:
         """The stored old-policy chains of the transitions ``idx`` (flattened ``(t, env)`` order), if any are kept."""
         if self.chain_latents is None:
             return None

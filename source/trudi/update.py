@@ -154,12 +154,12 @@ class TruDiUpdate(TruDiPart):
             for start in range(0, num_states, chunk):
                 idx = torch.arange(start, min(start + chunk, num_states), device=self.storage.device)
                 state = self.old_actor.get_latent(observations[idx])
-                chains = self.storage.old_chains(idx)
+                chains = self.storage.chains_of(idx)
                 if chains is None:
                     chains = sample_old_chains(self.old_actor, state, self.cfg.kl_samples)
                 kl.append(forward_trajectory_kl(self.actor, self.old_actor, state, chains, self.cfg.kl_mode)[0])
         kl = torch.cat(kl).float()
-        summary = torch.stack([kl.mean(), (kl > self.bound.value).float().mean()])
+        summary = torch.stack([kl.mean(), (kl >= self.bound.value).float().mean()])
         self.runtime.mean_over_ranks(summary)
         largest = self.runtime.max_over_ranks(kl.max())
         mean, over_bound = summary.tolist()

@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from trudi.checkpoint import atomic_write_text
 from trudi.config import ConfigError
 from trudi.envs.observation_layout import ObsLayout
 
@@ -121,10 +122,9 @@ def dump_params(log_dir: str, agent_cfg: dict, env_cfg: dict, obs_layout: ObsLay
 
 def save_obs_layout(directory: str, obs_layout: ObsLayout) -> str:
     """Write ``obs_layout`` to ``<directory>/obs_layout.yaml`` and return the file's path."""
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, OBS_LAYOUT_FILE)
-    with open(path, "w", encoding="utf-8") as file:
-        yaml.safe_dump(obs_layout.to_dict(), file, sort_keys=False, default_flow_style=None, width=120)
+    # Atomic: play and resume refuse a run whose layout file does not parse.
+    atomic_write_text(path, yaml.safe_dump(obs_layout.to_dict(), sort_keys=False, default_flow_style=None, width=120))
     return path
 
 

@@ -92,7 +92,10 @@ class ObsLayout:
             value = obs
             for key in entry.path:
                 if not isinstance(value, Mapping) or key not in value:
-                    raise ValueError(f"observation has no key {entry.name()!r}, which its space declares.")
+                    raise ConfigError(
+                        f"observation key {entry.name()!r} is missing from the environment's observation, whose space"
+                        " declares it."
+                    )
                 value = value[key]
             parts.append(np.asarray(value, dtype=np.float32).reshape(rows, entry.size))
         return np.concatenate(parts, axis=-1)
